@@ -1,0 +1,8 @@
+"""The user-facing functions (``import minigen.functional as F``), gathered from ``minigen.ops``.
+
+Each is a thin wrapper that builds one Function (see the ops/ file named in its module)."""
+from .ops.elementwise import *  # noqa: F401,F403
+from .ops.reduce import *  # noqa: F401,F403
+from .ops.shape import *  # noqa: F401,F403
+from .ops.linalg import *  # noqa: F401,F403
+from .ops.losses import *  # noqa: F401,F403

@@ -1,0 +1,36 @@
+"""Seeding: one global generator per array module, reset by ``manual_seed``.
+
+Functions that sample take an optional ``generator`` (a ``numpy.random.Generator`` or
+``cupy.random.Generator``); without one they draw from the global generator of the
+array module in use, so ``manual_seed(0)`` makes a whole run reproducible.
+"""
+import numpy
+
+_seed = None
+_generators = {}
+
+
+def manual_seed(seed):
+    """Seed every backend's global generator (NumPy now, CuPy when first used)."""
+    global _seed
+    _seed = int(seed)
+    _generators.clear()
+
+
+def default_generator(xp=numpy):
+    """The global generator for array module ``xp`` (created on first use)."""
+    key = xp.__name__
+    if key not in _generators:
+        _generators[key] = xp.random.default_rng(_seed)
+    return _generators[key]
+
+
+def get_generator(random_state=None, xp=numpy):
+    """scikit-learn's ``check_random_state`` for Generators: None -> global, int -> new, Generator -> itself."""
+    if random_state is None:
+        return default_generator(xp)
+    if isinstance(random_state, (int, numpy.integer)):
+        return xp.random.default_rng(int(random_state))
+    if hasattr(random_state, "standard_normal"):
+        return random_state
+    raise TypeError(f"random_state must be None, an int or a Generator, got {type(random_state).__name__}")

@@ -1,0 +1,60 @@
+"""Building tensors: ``tensor``, ``zeros``, ``ones``, ``randn``, ``rand``, ``arange``."""
+import numpy
+
+from . import backend
+from .autograd import Tensor
+from .random import get_generator
+
+
+def _resolve(device):
+    return backend.default_device() if device is None else backend.check_device(device)
+
+
+def tensor(data, requires_grad=False, dtype=None, device=None):
+    """A new tensor holding a copy of ``data`` (list, scalar, NumPy/CuPy array or Tensor).
+
+    Python floats become float32 and Python ints int64, as in PyTorch; arrays keep their dtype
+    unless ``dtype`` is given. ``device`` defaults to $MINIGEN_DEVICE or 'cpu'.
+    """
+    if isinstance(data, Tensor):
+        data = data.data
+    xp = backend.array_module_for(_resolve(device))
+    if dtype is None and not hasattr(data, "dtype"):
+        probe = numpy.asarray(data)
+        dtype = numpy.float32 if probe.dtype.kind == "f" else probe.dtype
+    if backend.device_of(data) != _resolve(device):
+        data = backend.to_device(data, _resolve(device))
+    array = xp.array(data, dtype=dtype, copy=True)
+    return Tensor(array, requires_grad=requires_grad)
+
+
+def zeros(*shape, dtype="float32", device=None, requires_grad=False):
+    xp = backend.array_module_for(_resolve(device))
+    return Tensor(xp.zeros(_shape(shape), dtype=dtype), requires_grad=requires_grad)
+
+
+def ones(*shape, dtype="float32", device=None, requires_grad=False):
+    xp = backend.array_module_for(_resolve(device))
+    return Tensor(xp.ones(_shape(shape), dtype=dtype), requires_grad=requires_grad)
+
+
+def randn(*shape, dtype="float32", device=None, requires_grad=False, generator=None):
+    """Standard normal samples from ``generator`` (default: the global one, see manual_seed)."""
+    xp = backend.array_module_for(_resolve(device))
+    data = get_generator(generator, xp).standard_normal(_shape(shape)).astype(dtype)
+    return Tensor(data, requires_grad=requires_grad)
+
+
+def rand(*shape, dtype="float32", device=None, requires_grad=False, generator=None):
+    xp = backend.array_module_for(_resolve(device))
+    data = get_generator(generator, xp).random(_shape(shape)).astype(dtype)
+    return Tensor(data, requires_grad=requires_grad)
+
+
+def arange(*args, dtype=None, device=None):
+    xp = backend.array_module_for(_resolve(device))
+    return Tensor(xp.arange(*args, dtype=dtype))
+
+
+def _shape(shape):
+    return tuple(shape[0]) if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape
