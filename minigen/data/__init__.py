@@ -1,0 +1,12 @@
+"""Data: the bundled 8x8 digits, MNIST readers, binarisation and a mini-batch iterator.
+
+Everything returns raw NumPy arrays (``DataLoader`` moves batches to the device);
+MNIST is never downloaded: pass the folder that holds its files.
+"""
+from .binarize import binarize_dynamic, binarize_static
+from .digits import load_digits
+from .loader import DataLoader
+from .mnist import load_binarized_mnist, load_mnist
+
+__all__ = ["load_digits", "load_mnist", "load_binarized_mnist", "binarize_static",
+           "binarize_dynamic", "DataLoader"]
