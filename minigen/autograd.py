@@ -68,7 +68,7 @@ def _check_finite(fn, arrays, phase):
             continue
         xp = backend.get_array_module(a)
         if xp.issubdtype(a.dtype, xp.floating) and not bool(xp.isfinite(a).all()):
-            shapes = ", ".join(str(tuple(x.shape)) for x in fn.input_shapes)
+            shapes = ", ".join(str(tuple(shape)) for shape in fn.input_shapes)
             raise FloatingPointError(
                 f"detect_anomaly: {type(fn).__name__} produced NaN or inf in its {phase} "
                 f"(input shapes: {shapes})")
@@ -78,13 +78,14 @@ def _check_finite(fn, arrays, phase):
 
 def sum_to(grad, shape):
     """Sum ``grad`` over the axes that broadcasting added or stretched, giving ``shape``."""
-    if grad.shape == tuple(shape):
-        return grad
+    shape = tuple(shape)
     lead = grad.ndim - len(shape)
+    if grad.shape == shape or lead < 0:
+        return grad
     axes = tuple(range(lead)) + tuple(
         lead + i for i, n in enumerate(shape) if n == 1 and grad.shape[lead + i] != 1)
     grad = grad.sum(axis=axes, keepdims=True)
-    return grad.reshape(shape) if lead else grad
+    return grad.reshape(grad.shape[lead:]) if lead else grad
 
 
 def _as_array(value, xp, dtype=None):
@@ -108,13 +109,17 @@ class Function:
 
     def __call__(self, *inputs):
         tensors = [x for x in inputs if getattr(x, "_is_minigen_tensor", False)]
-        xp = backend.get_array_module(*tensors) if tensors else numpy
-        _check_same_device(self, tensors)
+        xp = backend.get_array_module(*inputs)
+        _check_same_device(self, inputs)
         # Python scalars take the dtype of the tensors they meet (x * 2.0 stays float32).
         float_dtype = next((t.dtype for t in tensors if t.dtype.kind == "f"), None)
         arrays = [_as_array(x, xp, float_dtype) for x in inputs]
         self.input_shapes = [a.shape for a in arrays]
-        out = self.forward(*arrays)
+        try:
+            out = self.forward(*arrays)
+        except ValueError as e:  # e.g. NumPy's "operands could not be broadcast together"
+            shapes = " and ".join(str(tuple(shape)) for shape in self.input_shapes)
+            raise ValueError(f"{type(self).__name__} got inputs of shapes {shapes}: {e}") from e
         if _anomaly_mode:
             _check_finite(self, [out], "forward")
         result = Tensor(out)
@@ -137,12 +142,18 @@ class Function:
         self.__dict__ = {"freed": True}
 
 
-def _check_same_device(fn, tensors):
-    devices = {t.device for t in tensors}
-    if len(devices) > 1:
-        raise RuntimeError(
-            f"{type(fn).__name__}: expected all tensors on one device, "
-            f"got tensors on {' and '.join(sorted(devices))}")
+def _check_same_device(fn, inputs):
+    """Tensors and raw arrays (not Python or NumPy scalars) must all live on one device."""
+    first = None
+    for x in inputs:
+        if hasattr(x, "shape") and not isinstance(x, numpy.generic):
+            device = backend.device_of(x)
+            if first is None:
+                first = device
+            elif device != first:
+                raise ValueError(
+                    f"{type(fn).__name__}: expected all tensors on one device, got tensors on "
+                    f"{' and '.join(sorted((first, device)))} (move them with .to(device))")
 
 
 # --------------------------------------------------------------------------- Tensor
@@ -160,6 +171,8 @@ class Tensor:
     def __init__(self, data, requires_grad=False):
         if getattr(data, "_is_minigen_tensor", False):
             data = data.data
+        if isinstance(data, numpy.generic):  # NumPy gives scalars for 0-d results; keep arrays
+            data = numpy.asarray(data)
         self.data = data
         self.grad = None
         self._creator = None
@@ -186,6 +199,11 @@ class Tensor:
     def __len__(self):
         return len(self.data)
 
+    def __iter__(self):
+        if self.ndim == 0:
+            raise TypeError("iteration over a 0-d tensor")
+        return (self[i] for i in range(len(self)))
+
     def __repr__(self):
         extra = ", requires_grad=True" if self.requires_grad else ""
         dev = ", device='cuda'" if self.device == "cuda" else ""
@@ -203,6 +221,15 @@ class Tensor:
 
     def tolist(self):
         return self.numpy().tolist()
+
+    def __bool__(self):
+        return bool(self.data)
+
+    def __float__(self):
+        return float(self.item())
+
+    def __int__(self):
+        return int(self.item())
 
     def detach(self):
         """A new leaf sharing the data, cut off from the graph: the stop-gradient sg[x]."""
@@ -254,7 +281,7 @@ class Tensor:
         xp = backend.get_array_module(self.data)
         if grad is None:
             if self.data.size != 1:
-                raise RuntimeError(
+                raise ValueError(
                     f"backward() without a gradient needs a single-element output, got shape "
                     f"{self.shape}; pass grad= with that shape (e.g. the upstream dL/dy), or "
                     f"reduce first (y.sum().backward())")
@@ -318,14 +345,23 @@ def _apply_chain_rule(fn, grad_out, grads, owned):
         in_grads = (in_grads,)
     if _anomaly_mode:
         _check_finite(fn, in_grads, "backward")
+    seen = set()  # ids of the arrays handed out so far: one array given to two inputs is shared
     for x, g, shape in zip(fn.inputs, in_grads, fn.input_shapes):
         if x is None or g is None or not x.requires_grad:
             continue
+        if isinstance(g, numpy.generic):  # a NumPy scalar from 0-d arithmetic: grads are arrays
+            g = numpy.asarray(g)
         g = sum_to(g, shape)
+        if g.shape != shape:
+            raise RuntimeError(
+                f"{type(fn).__name__}.backward returned a gradient of shape {tuple(g.shape)} "
+                f"for an input of shape {tuple(shape)}")
         if g.dtype != x.data.dtype:
             g = g.astype(x.data.dtype)
-        # A gradient that is (a view of) grad_out may be shared with other inputs: never add into it.
-        fresh = g is not grad_out and g.base is None
+        # A gradient that is (a view of) grad_out, or that went to another input too, may be
+        # shared: never add into it.
+        fresh = g is not grad_out and g.base is None and id(g) not in seen
+        seen.add(id(g))
         if x._creator is None:
             _accumulate_leaf(x, g, fresh)
             continue

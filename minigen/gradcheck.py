@@ -48,10 +48,13 @@ def gradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-4, n_directions=3, full_j
     checked = [t for t in tensors if t.requires_grad]
     if not checked:
         raise ValueError("gradcheck: no input requires grad, so there is nothing to check")
-    for t in checked:
+    for i, t in enumerate(checked):
         if t.dtype != numpy.float64:
             raise TypeError(f"gradcheck: inputs must be float64 for finite differences to be "
-                            f"accurate, got {t.dtype} (use .double())")
+                            f"accurate, got {t.dtype} for input {i} (use .double())")
+        if not t.is_leaf:
+            raise ValueError(f"gradcheck: input {i} was computed from other tensors, so it gets no "
+                             f".grad; pass a leaf (x.detach().requires_grad_())")
     xp = backend.get_array_module(*checked)
     rng = numpy.random.default_rng(seed)
 
@@ -84,7 +87,7 @@ def gradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-4, n_directions=3, full_j
             _check_elements(checked, analytic, loss_value, upstream, eps, atol, rtol)
         else:
             _check_directions(checked, analytic, loss_value, upstream, draw, eps, atol, rtol,
-                              n_directions)
+                              n_directions, 8 * full_jacobian_max)
 
     if check_zero_grad:
         for t in checked:
@@ -130,41 +133,54 @@ def _central_difference(loss_value, upstream, tensors, steps, eps):
     return (plus - minus) / (2 * eps)
 
 
-def _check_elements(tensors, analytic, loss_value, upstream, eps, atol, rtol):
-    worst = None
+def _check_elements(tensors, analytic, loss_value, upstream, eps, atol, rtol, first=0):
+    """Every element of every input; the error names the worst one (inputs numbered from ``first``)."""
+    worst, n_bad = None, 0
     for i, t in enumerate(tensors):
         flat_grad = analytic[i].reshape(-1)
         for j in range(t.data.size):
-            steps = [t2.data * 0 for t2 in tensors]
-            steps[i].reshape(-1)[j] = 1
+            steps = [backend.get_array_module(t2.data).zeros_like(t2.data) for t2 in tensors]
+            steps[i].reshape(-1)[j] = 1  # zeros_like, not data * 0: that is a scalar for 0-d data
             numeric = _central_difference(loss_value, upstream, tensors, steps, eps)
             exact = float(flat_grad[j])
             error = abs(exact - numeric) - (atol + rtol * abs(numeric))
-            if error > 0 and (worst is None or error > worst[0]):
-                index = tuple(int(k) for k in numpy.unravel_index(j, t.shape))
-                worst = (error, i, index, exact, numeric)
+            if error > 0:
+                n_bad += 1
+                if worst is None or error > worst[0]:
+                    index = tuple(int(k) for k in numpy.unravel_index(j, t.shape))
+                    worst = (error, i, index, exact, numeric)
     if worst is not None:
         _, i, index, exact, numeric = worst
         raise GradcheckError(
-            f"gradient mismatch for input {i} (shape {tensors[i].shape}) at element {index}: "
+            f"gradient mismatch for input {first + i} (shape {tensors[i].shape}) at element {index}: "
             f"analytic {exact:.8g}, numeric {numeric:.8g}, difference {abs(exact - numeric):.3g} "
-            f"(allowed {atol + rtol * abs(numeric):.3g})")
+            f"(allowed {atol + rtol * abs(numeric):.3g}); {n_bad} of "
+            f"{sum(t.data.size for t in tensors)} elements disagree")
 
 
-def _check_directions(tensors, analytic, loss_value, upstream, draw, eps, atol, rtol, n_directions):
+def _check_directions(tensors, analytic, loss_value, upstream, draw, eps, atol, rtol, n_directions,
+                      locate_max):
+    """<dL/dx, u> for random directions u; on a mismatch, find the input (and, for inputs of up
+    to ``locate_max`` elements, the element) that is wrong."""
     for d in range(n_directions):
         steps = [draw(t.shape) for t in tensors]
         numeric = _central_difference(loss_value, upstream, tensors, steps, eps)
         exact = sum(_dot(a, u) for a, u in zip(analytic, steps))
-        if abs(exact - numeric) > atol + rtol * abs(numeric):
-            # Say which input is wrong: the same direction, one input at a time.
-            per_input = []
-            for i, t in enumerate(tensors):
-                only = [s if k == i else s * 0 for k, s in enumerate(steps)]
-                num_i = _central_difference(loss_value, upstream, tensors, only, eps)
-                per_input.append(f"input {i} {t.shape}: analytic {_dot(analytic[i], steps[i]):.8g}, "
-                                 f"numeric {num_i:.8g}")
-            raise GradcheckError(
-                f"directional derivative mismatch (direction {d}): analytic {exact:.8g}, numeric "
-                f"{numeric:.8g}, difference {abs(exact - numeric):.3g} (allowed "
-                f"{atol + rtol * abs(numeric):.3g}); per input: " + "; ".join(per_input))
+        if abs(exact - numeric) <= atol + rtol * abs(numeric):
+            continue
+        per_input, located = [], ""
+        for i, t in enumerate(tensors):  # the same direction, one input at a time
+            only = [s if k == i else s * 0 for k, s in enumerate(steps)]
+            num_i = _central_difference(loss_value, upstream, tensors, only, eps)
+            exact_i = _dot(analytic[i], steps[i])
+            per_input.append(f"input {i} {t.shape}: analytic {exact_i:.8g}, numeric {num_i:.8g}")
+            if (not located and t.data.size <= locate_max
+                    and abs(exact_i - num_i) > atol + rtol * abs(num_i)):
+                try:
+                    _check_elements([t], [analytic[i]], loss_value, upstream, eps, atol, rtol, i)
+                except GradcheckError as e:
+                    located = f"; element by element: {e}"
+        raise GradcheckError(
+            f"directional derivative mismatch (direction {d}): analytic {exact:.8g}, numeric "
+            f"{numeric:.8g}, difference {abs(exact - numeric):.3g} (allowed "
+            f"{atol + rtol * abs(numeric):.3g}); per input: " + "; ".join(per_input) + located)

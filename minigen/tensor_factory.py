@@ -52,7 +52,10 @@ def rand(*shape, dtype="float32", device=None, requires_grad=False, generator=No
 
 
 def arange(*args, dtype=None, device=None):
+    """Like numpy.arange; float arguments give float32 (as ``tensor`` and PyTorch do), ints int64."""
     xp = backend.array_module_for(_resolve(device))
+    if dtype is None:
+        dtype = numpy.float32 if any(isinstance(a, float) for a in args) else numpy.int64
     return Tensor(xp.arange(*args, dtype=dtype))
 
 

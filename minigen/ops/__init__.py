@@ -1,6 +1,4 @@
 """The Functions, one file per family, and the Tensor operators and methods built on them."""
-import math
-
 from ..autograd import Tensor
 from . import elementwise, linalg, losses, reduce, shape
 from .elementwise import add, sub, mul, div, neg, pow, exp, log, log1p, sqrt, abs, clip, tanh, \
@@ -15,10 +13,8 @@ def _swap(f):
 
 
 def _rpow(self, base):
-    """base ** x = e^(x log base), for a positive constant base."""
-    if isinstance(base, Tensor):
-        return pow(base, self)
-    return exp(self * math.log(base))
+    """base ** x for a constant base (scalar or array): d/dx = base^x log(base)."""
+    return elementwise.Pow()(base, self)
 
 
 def _compare(name):

@@ -43,9 +43,9 @@ class Linear(Function):
     """y = x W^T + b, fused: one GEMM forward, two GEMMs and a column sum backward."""
 
     def forward(self, x, weight, bias=None):
-        if x.shape[-1] != weight.shape[1]:
-            raise ValueError(f"linear: input has {x.shape[-1]} features but weight {weight.shape} "
-                             f"expects {weight.shape[1]}")
+        if weight.ndim != 2 or x.ndim == 0 or x.shape[-1] != weight.shape[1]:
+            raise ValueError(f"linear: input of shape {x.shape} needs a weight of shape "
+                             f"(out_features, {x.shape[-1] if x.ndim else '?'}), got {weight.shape}")
         self.x, self.weight = x, weight
         y = x @ weight.T
         if bias is not None:
@@ -57,7 +57,7 @@ class Linear(Function):
         g2 = g.reshape(-1, g.shape[-1])
         gx = g @ self.weight if need_x else None
         gw = g2.T @ self.x.reshape(-1, self.x.shape[-1]) if need_w else None
-        gb = g2.sum(axis=0) if len(self.needs_input_grad) > 2 and self.needs_input_grad[2] else None
+        gb = g if len(self.needs_input_grad) > 2 else None  # the walk sums it to the bias's shape
         return gx, gw, gb
 
 

@@ -7,7 +7,7 @@ import math
 
 from ..autograd import Function, Tensor
 from ..backend import get_array_module
-from .elementwise import stable_sigmoid, log, clip
+from .elementwise import stable_sigmoid, log
 from .reduce import mean, sum
 
 __all__ = ["binary_cross_entropy_with_logits", "cross_entropy", "mse_loss", "gaussian_nll"]
@@ -90,15 +90,20 @@ def gaussian_nll(input, target, var, full=False, eps=1e-6, reduction="mean"):
     """Negative log-density of ``target`` under N(input, var), as torch's gaussian_nll_loss:
 
         0.5 * (log max(var, eps) + (input - target)^2 / max(var, eps))   [+ 0.5 log 2 pi if full]
+
+    ``var`` (a number, or a tensor/array broadcasting against ``input``) is clamped in value
+    only: below ``eps`` its gradient is that at ``eps``, not zero, so it can recover.
     """
     _check_same_shape("gaussian_nll", input, target)
     diff = input - target
-    if isinstance(var, Tensor):
-        var = clip(var, eps, None)
-        loss = 0.5 * (log(var) + diff * diff / var)
-    else:
+    if isinstance(var, (int, float)):
         var = max(float(var), eps)
         loss = 0.5 * (diff * diff / var + math.log(var))
+    else:  # a tensor or array, broadcasting against input
+        # Like torch: clamp the value only, so the gradient still reaches a var below eps.
+        value = var.data if isinstance(var, Tensor) else var
+        var = var + (get_array_module(value).maximum(value, eps) - value)
+        loss = 0.5 * (log(var) + diff * diff / var)
     if full:
         loss = loss + 0.5 * math.log(2 * math.pi)
     return reduce_loss(loss, reduction)

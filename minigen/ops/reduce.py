@@ -1,5 +1,5 @@
 """Reductions and the softmax family. NumPy-style ``axis`` (None, int or tuple) and ``keepdims``."""
-import builtins
+import operator
 
 from ..autograd import Function
 from ..backend import get_array_module
@@ -11,11 +11,15 @@ def normalize_axis(axis, ndim):
     """A sorted tuple of non-negative axes (all axes for None); clear error when out of range."""
     if axis is None:
         return tuple(range(ndim))
-    axes = (axis,) if isinstance(axis, int) else tuple(axis)
+    axes = tuple(axis) if isinstance(axis, (tuple, list)) else (axis,)
+    axes = tuple(operator.index(a) for a in axes)
     for a in axes:
-        if not -ndim <= a < builtins.max(ndim, 1):
+        if not -ndim <= a < ndim:
             raise ValueError(f"axis {a} is out of range for a tensor with {ndim} dimensions")
-    return tuple(sorted(a % builtins.max(ndim, 1) for a in axes))
+    normalized = tuple(sorted(a % ndim for a in axes))
+    if len(set(normalized)) != len(normalized):
+        raise ValueError(f"axis {axis} repeats an axis")
+    return normalized
 
 
 def keep_reduced_axes(g, shape, axes):

@@ -2,6 +2,8 @@
 
 Their backward passes only move gradient entries back to where they came from.
 """
+import numpy
+
 from ..autograd import Function, Tensor
 from ..backend import get_array_module, scatter_add
 
@@ -25,11 +27,12 @@ class Transpose(Function):
         self.axes = axes
 
     def forward(self, x):
-        self.axes = tuple(range(x.ndim))[::-1] if self.axes is None else tuple(
-            a % x.ndim for a in self.axes)
-        if sorted(self.axes) != list(range(x.ndim)):
-            raise ValueError(f"transpose: axes {self.axes} are not a permutation of "
-                             f"{x.ndim} dimensions (input shape {x.shape})")
+        n = x.ndim
+        axes = tuple(range(n))[::-1] if self.axes is None else tuple(self.axes)
+        if sorted(a + n if -n <= a < 0 else a for a in axes) != list(range(n)):
+            raise ValueError(f"transpose: axes {axes} are not a permutation of the {n} dimensions "
+                             f"of shape {x.shape}")
+        self.axes = tuple(a % n for a in axes)
         return x.transpose(self.axes)
 
     def backward(self, g):
@@ -122,12 +125,16 @@ class Pad(Function):
 
 
 def _normalize_pad(pad_width, ndim):
-    if isinstance(pad_width, int):
-        return ((pad_width, pad_width),) * ndim
-    pad_width = tuple(tuple(p) if not isinstance(p, int) else (p, p) for p in pad_width)
-    if len(pad_width) != ndim or any(len(p) != 2 or min(p) < 0 for p in pad_width):
-        raise ValueError(f"pad: expected {ndim} non-negative (before, after) pairs, got {pad_width}")
-    return pad_width
+    """numpy.pad's rules: n, (n,), (before, after) for every axis, or one (before, after) per axis."""
+    widths = numpy.asarray(pad_width)  # host-side settings, not data
+    try:
+        widths = numpy.broadcast_to(widths, (ndim, 2))
+    except ValueError:
+        widths = None
+    if widths is None or widths.dtype.kind not in "iu" or (widths < 0).any():
+        raise ValueError(f"pad: expected non-negative integer widths as in numpy.pad for {ndim} "
+                         f"dimensions, got {pad_width!r}")
+    return tuple((int(b), int(a)) for b, a in widths)
 
 
 def _shape_arg(shape):
@@ -155,6 +162,9 @@ def expand(x, *shape):
     """Broadcast to ``shape``; -1 keeps the size of that axis (PyTorch's expand)."""
     shape = _shape_arg(shape)
     lead = len(shape) - x.ndim
+    if any(n == -1 for n in shape[:lead]):
+        raise ValueError(f"expand: -1 is not allowed for the new leading axes of {tuple(shape)} "
+                         f"(input shape {x.shape})")
     shape = tuple(x.shape[i - lead] if n == -1 else n for i, n in enumerate(shape))
     return BroadcastTo(shape)(x)
 
@@ -183,7 +193,7 @@ def split(x, sections, axis=0):
     """Split into equal parts (``sections`` an int) or at sizes (a list of sizes), like torch.split."""
     n = x.shape[axis]
     if isinstance(sections, int):
-        if n % sections:
+        if sections < 1 or n % sections:
             raise ValueError(f"split: axis {axis} of size {n} does not divide into {sections} parts")
         sizes = [n // sections] * sections
     else:

@@ -35,7 +35,7 @@ def read_png(path):
 
 
 def to_bytes(x):
-    return np.round(np.clip(x, 0, 1) * 255).astype(np.uint8)
+    return np.round(np.clip(np.asarray(x, dtype=np.float64), 0, 1) * 255).astype(np.uint8)
 
 
 def test_grey_grid_layout(tmp_path):
