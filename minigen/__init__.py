@@ -13,3 +13,6 @@ from .tensor_factory import tensor, zeros, ones, randn, rand, arange
 from . import functional
 
 __version__ = "0.1.0"
+from . import distributions
+from .serialization import save, load
+from . import nn, optim  # noqa: E402

@@ -36,20 +36,37 @@ def get_array_module(*xs):
 
 
 def import_cupy():
-    """Import CuPy and check that a CUDA device is usable; say exactly what is missing if not."""
+    """Import CuPy and check that a CUDA device is usable; say exactly what is missing if not.
+
+    Three failures, three messages (each a RuntimeError): CuPy is not installed (or does not
+    import), the CUDA driver is missing or unusable, or the driver sees no device.
+    """
     try:
         import cupy
-    except ImportError as e:
+    except ModuleNotFoundError as e:
+        if e.name != "cupy":  # CuPy is there but one of its own dependencies is not
+            raise RuntimeError(f"device 'cuda' was requested but CuPy failed to import: {e}") from e
         raise RuntimeError(
-            "device 'cuda' was requested but CuPy is not installed "
-            "(pip install 'minigen[gpu]' or a cupy-cudaXXx wheel)") from e
+            "device 'cuda' was requested but CuPy is not installed: install the wheel that "
+            "matches your CUDA version, pip install 'minigen[gpu]' (cupy-cuda12x, CUDA 12) or "
+            "pip install cupy-cuda13x (CUDA 13)") from e
+    except ImportError as e:  # e.g. CUDA libraries that do not match the wheel
+        raise RuntimeError(f"device 'cuda' was requested but CuPy failed to import (does the "
+                           f"cupy-cudaXXx wheel match the installed CUDA?): {e}") from e
     try:
         count = cupy.cuda.runtime.getDeviceCount()
-    except Exception as e:  # CUDA driver missing or broken
-        raise RuntimeError(
-            f"device 'cuda' was requested but the CUDA driver is not usable: {e}") from e
+    except Exception as e:  # CUDARuntimeError: no driver, an old driver, or no device
+        if "NoDevice" in str(e) or "no CUDA-capable device" in str(e):
+            count = 0
+        else:
+            raise RuntimeError(
+                f"device 'cuda' was requested but the CUDA driver is missing or not usable "
+                f"({type(e).__name__}: {e}); check that nvidia-smi works and that the driver "
+                f"supports the CUDA version of your CuPy wheel") from e
     if count == 0:
-        raise RuntimeError("device 'cuda' was requested but no CUDA device was found")
+        raise RuntimeError(
+            "device 'cuda' was requested but no CUDA device was found (the driver reports 0 "
+            "devices; check nvidia-smi and CUDA_VISIBLE_DEVICES)")
     return cupy
 
 
@@ -103,6 +120,16 @@ def to_numpy(array):
 def array_module_for(device):
     """numpy for 'cpu', cupy for 'cuda'."""
     return numpy if check_device(device) == "cpu" else import_cupy()
+
+
+def synchronize(device=None):
+    """Wait until the GPU has finished the work queued so far (nothing to wait for on the CPU).
+
+    GPU calls return before their kernels run: time GPU code with a synchronize() before
+    reading the clock. ``device``: 'cpu' or 'cuda' (default: the default device).
+    """
+    if check_device(default_device() if device is None else device) == "cuda":
+        import_cupy().cuda.Device().synchronize()
 
 
 def scatter_add(target, index, values):

@@ -36,15 +36,13 @@ def gradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-4, n_directions=3, full_j
     ``inputs``: tensors or arrays. Floating ones with ``requires_grad=True`` (or plain arrays,
     which are wrapped as such) are checked; integer arrays and tensors without grad are passed
     through as constants. Inputs must be float64 (cast them first) so the check is meaningful.
+    NumPy arrays go to the default device first ($MINIGEN_DEVICE), so that the same check runs
+    on the GPU; tensors and device arrays stay where they are.
     ``fn`` returns a tensor or a tuple of tensors; hold any randomness inside it fixed.
     Up to ``full_jacobian_max`` checked elements in all: every element; beyond: ``n_directions``
     random directions over all inputs at once (two forward passes each).
     """
-    tensors = []
-    for x in inputs:
-        if not isinstance(x, Tensor):
-            x = Tensor(x, requires_grad=getattr(x, "dtype", numpy.dtype("O")).kind == "f")
-        tensors.append(x)
+    tensors = [_as_input(x) for x in inputs]
     checked = [t for t in tensors if t.requires_grad]
     if not checked:
         raise ValueError("gradcheck: no input requires grad, so there is nothing to check")
@@ -101,6 +99,15 @@ def gradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-4, n_directions=3, full_j
     for t in checked:
         t.grad = None
     return True
+
+
+def _as_input(x):
+    """A Tensor for gradcheck: a NumPy array moves to the default device; float arrays need grad."""
+    if isinstance(x, Tensor):
+        return x
+    if isinstance(x, numpy.ndarray) and backend.get_array_module(x) is numpy:
+        x = backend.to_device(x, backend.default_device())
+    return Tensor(x, requires_grad=getattr(x, "dtype", numpy.dtype("O")).kind == "f")
 
 
 def _backward_all(outs, upstream):

@@ -6,6 +6,8 @@ array module in use, so ``manual_seed(0)`` makes a whole run reproducible.
 """
 import numpy
 
+from . import backend
+
 _seed = None
 _generators = {}
 
@@ -34,3 +36,10 @@ def get_generator(random_state=None, xp=numpy):
     if hasattr(random_state, "standard_normal"):
         return random_state
     raise TypeError(f"random_state must be None, an int or a Generator, got {type(random_state).__name__}")
+
+
+def permutation(n, generator):
+    """A random ordering of range(n) from ``generator`` (NumPy or CuPy: CuPy's Generator has
+    no ``permutation``, so sort uniform draws instead)."""
+    xp = backend.get_array_module(generator.random(1))
+    return xp.argsort(generator.random(n))

@@ -6,6 +6,9 @@ Hypothesis: bounded profiles so the suite's time is predictable. HYPOTHESIS_PROF
 Devices: MINIGEN_DEVICE=cuda runs the suite with tensors, models and gradient checks on the
 GPU. Tests marked ``gpu`` need CuPy and a CUDA device and are skipped (with the reason) without
 them; tests marked ``cpu_only`` make sense on the CPU backend alone and are skipped under cuda.
+MINIGEN_FAKE_CUPY=1 stands tests/fake_cupy.py in for CuPy for the whole run: with
+MINIGEN_DEVICE=cuda it is a CPU-only dry run of the GPU suite (gpu tests included).
+The ``fake_cupy`` fixture does the same for one test.
 """
 import os
 
@@ -26,6 +29,9 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 def pytest_configure(config):
     config.addinivalue_line("markers", "gpu: needs CuPy and a CUDA device")
     config.addinivalue_line("markers", "cpu_only: meaningful on the NumPy backend only")
+    if os.environ.get("MINIGEN_FAKE_CUPY") == "1":
+        import fake_cupy
+        fake_cupy.install()
 
 
 def _cuda_missing_reason():
@@ -46,6 +52,13 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.skip(reason=f"GPU test skipped: {missing}"))
         if "cpu_only" in item.keywords and device == "cuda":
             item.add_marker(pytest.mark.skip(reason="checks NumPy-backend behaviour only"))
+
+
+@pytest.fixture
+def fake_cupy(monkeypatch):
+    """The fake CuPy of tests/fake_cupy.py in place of CuPy for this test: 'cuda' without a GPU."""
+    import fake_cupy
+    return fake_cupy.install(monkeypatch)
 
 
 @pytest.fixture

@@ -1,0 +1,193 @@
+"""Layer speed beside its GEMM-only lower bound, all measured in this run (float32, NumPy).
+
+For each layer, forward + backward through minigen is timed and printed beside
+  * "GEMMs alone": the same matrix products (same shapes and layouts) timed on their own, and
+  * "FLOP bound": the layer's matmul FLOPs at the peak GEMM rate measured at start-up,
+so the overhead (copies, im2col/col2im, Python) is the ratio. Goal: within 2x of the GEMMs.
+Also prints the peak memory (tracemalloc) of one conv2d forward+backward, and PyTorch's time
+for the same computation when torch happens to be installed.
+
+    python benchmarks/bench_layers.py [--repeats 7]
+"""
+import argparse
+import time
+import tracemalloc
+
+import numpy as np
+
+import minigen
+import minigen.functional as F
+import minigen.nn as nn
+
+
+def median_ms(fn, repeats):
+    fn()  # warm-up
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return 1e3 * float(np.median(times))
+
+
+def gemm_rate(repeats):
+    """Peak float32 GEMM rate of this machine in GFLOP/s (a 1024^3 product)."""
+    a = np.random.default_rng(0).standard_normal((1024, 1024)).astype(np.float32)
+    return 2 * 1024 ** 3 / median_ms(lambda: a @ a, repeats) / 1e6
+
+
+def gemm_job(products, rng):
+    """A function running the products [(m, k, n, transpose_b), ...] on random float32 arrays.
+
+    transpose_b: the right operand is stored (n, k) and used transposed, as in A @ B.T.
+    Returns (function, total FLOPs).
+    """
+    arrays = [(rng.standard_normal((m, k)).astype(np.float32),
+               rng.standard_normal((n, k) if t else (k, n)).astype(np.float32), t)
+              for m, k, n, t in products]
+
+    def run():
+        for a, b, transpose_b in arrays:
+            a @ (b.T if transpose_b else b)
+    flops = sum(2 * m * k * n for m, k, n, _ in products)
+    return run, flops
+
+
+def conv_products(n, c, o, k, oh, ow, need_x=True):
+    """GEMMs of conv2d fwd+bwd: W2 @ cols, g2 @ cols^T, W2^T @ g2 (the last only if x needs a grad)."""
+    ckk, nl = c * k * k, n * oh * ow
+    products = [(o, ckk, nl, False), (o, nl, ckk, True)]
+    return products + ([(ckk, o, nl, False)] if need_x else [])
+
+
+def fwd_bwd(make_output, rng):
+    """forward + backward with a fixed random upstream gradient."""
+    def run():
+        y = make_output()
+        y.backward(grad)
+    y = make_output()
+    grad = rng.standard_normal(y.shape).astype(np.float32)
+    return run
+
+
+def torch_fwd_bwd(torch, make_output):
+    """The same in PyTorch (CPU), when it is installed (it is never a dependency)."""
+    if torch is None:
+        return None
+    grad = torch.randn(make_output().shape)
+    return lambda: make_output().backward(grad)
+
+
+def conv_case(rng, torch):
+    """conv2d: N=64, 32 -> 64 channels, 14x14, 3x3, padding 1."""
+    x = minigen.tensor(rng.standard_normal((64, 32, 14, 14)), dtype="float32", requires_grad=True)
+    conv = nn.Conv2d(32, 64, 3, padding=1)
+    theirs = None
+    if torch is not None:
+        tx, tconv = torch.tensor(x.numpy(), requires_grad=True), torch.nn.Conv2d(32, 64, 3, padding=1)
+        theirs = torch_fwd_bwd(torch, lambda: tconv(tx))
+    return fwd_bwd(lambda: conv(x), rng), conv_products(64, 32, 64, 3, 14, 14), theirs
+
+
+def conv_transpose_case(rng, torch):
+    """conv_transpose2d on the same sizes, 4x4 stride 2 padding 1 (14x14 -> 28x28)."""
+    x = minigen.tensor(rng.standard_normal((64, 32, 14, 14)), dtype="float32", requires_grad=True)
+    deconv = nn.ConvTranspose2d(32, 64, 4, stride=2, padding=1)
+    # forward W2^T @ x2, backward W2 @ cols(g) and x2 @ cols(g)^T; W2 (32, 64*16), x2 (32, N*14*14)
+    nl, ckk = 64 * 14 * 14, 64 * 16
+    products = [(ckk, 32, nl, False), (32, ckk, nl, False), (32, nl, ckk, True)]
+    theirs = None
+    if torch is not None:
+        tx = torch.tensor(x.numpy(), requires_grad=True)
+        tdeconv = torch.nn.ConvTranspose2d(32, 64, 4, stride=2, padding=1)
+        theirs = torch_fwd_bwd(torch, lambda: tdeconv(tx))
+    return fwd_bwd(lambda: deconv(x), rng), products, theirs
+
+
+def masked_stack_case(rng, torch):
+    """PixelCNN stack on 32x1x28x28: type A 7x7 (1 -> 64), four type B 3x3 (64 -> 64), relu between."""
+    images = minigen.tensor(rng.random((32, 1, 28, 28)), dtype="float32")
+    layers = [nn.MaskedConv2d(1, 64, 7, "A")] + [nn.MaskedConv2d(64, 64, 3, "B") for _ in range(4)]
+
+    def stack():
+        h = images
+        for i, layer in enumerate(layers):
+            h = layer(h) if i == 0 else layer(F.relu(h))
+        return h
+    products = conv_products(32, 1, 64, 7, 28, 28, need_x=False)
+    for _ in range(4):
+        products += conv_products(32, 64, 64, 3, 28, 28)
+    theirs = None
+    if torch is not None:
+        timages = torch.tensor(images.numpy())
+        tlayers = [(torch.tensor(m.weight.numpy(), requires_grad=True), torch.tensor(m.mask),
+                    torch.tensor(m.bias.numpy(), requires_grad=True), m.padding) for m in layers]
+
+        def tstack():
+            h = timages
+            for i, (w, mask, b, pad) in enumerate(tlayers):
+                h = torch.nn.functional.conv2d(h if i == 0 else torch.relu(h), w * mask, b, padding=pad)
+            return h
+        theirs = torch_fwd_bwd(torch, tstack)
+    return fwd_bwd(stack, rng), products, theirs
+
+
+def lstm_case(rng, torch):
+    """LSTM: input 64, hidden 128, 50 steps, batch 32 (one layer)."""
+    t_len, batch, i_size, hidden = 50, 32, 64, 128
+    lstm = nn.LSTM(i_size, hidden)
+    seq = minigen.tensor(rng.standard_normal((t_len, batch, i_size)), dtype="float32", requires_grad=True)
+    tn, h4 = t_len * batch, 4 * hidden
+    products = [(tn, i_size, h4, True), (tn, h4, i_size, False), (h4, tn, i_size, False),
+                (h4, tn, hidden, False)]  # input projection, its two gradients, dW_hh
+    products += [(batch, hidden, h4, True), (batch, h4, hidden, False)] * t_len  # per step
+    theirs = None
+    if torch is not None:
+        tseq, tlstm = torch.tensor(seq.numpy(), requires_grad=True), torch.nn.LSTM(i_size, hidden)
+        theirs = torch_fwd_bwd(torch, lambda: tlstm(tseq)[0])
+    return fwd_bwd(lambda: lstm(seq)[0], rng), products, theirs
+
+
+def report(name, ms, gemm_ms, flops, rate, torch_ms):
+    bound = flops / rate / 1e6
+    theirs = f"   PyTorch {torch_ms:7.2f} ms" if torch_ms is not None else ""
+    print(f"{name:<40s} minigen {ms:8.2f} ms   GEMMs alone {gemm_ms:7.2f} ms ({ms / gemm_ms:4.2f}x)"
+          f"   FLOP bound {bound:7.2f} ms ({ms / bound:4.2f}x, {flops / 1e9:.2f} GFLOP){theirs}")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=7)
+    args = parser.parse_args()
+    try:
+        import torch
+    except ImportError:
+        torch = None
+    r = args.repeats
+    rng = np.random.default_rng(0)
+    minigen.manual_seed(0)
+    rate = gemm_rate(r)
+    print(f"peak float32 GEMM rate (1024^3): {rate:.1f} GFLOP/s; forward + backward, medians of {r} runs"
+          + ("" if torch is None else f"; PyTorch {torch.__version__} with {torch.get_num_threads()} threads")
+          + "\n")
+    cases = [("conv2d 64x32x14x14 -> 64, 3x3 pad 1", conv_case),
+             ("conv_transpose2d 32 -> 64, 4x4 stride 2", conv_transpose_case),
+             ("masked conv stack, 5 x 64 ch, 32x28x28", masked_stack_case),
+             ("LSTM 64 -> 128, 50 steps, batch 32", lstm_case)]
+    for name, make_case in cases:
+        run, products, torch_run = make_case(rng, torch)
+        gemms, flops = gemm_job(products, rng)
+        torch_ms = None if torch_run is None else median_ms(torch_run, r)
+        report(name, median_ms(run, r), median_ms(gemms, r), flops, rate, torch_ms)
+        if make_case is conv_case:
+            tracemalloc.start()
+            run()
+            peak = tracemalloc.get_traced_memory()[1]
+            tracemalloc.stop()
+            cols_mb = 32 * 9 * 64 * 14 * 14 * 4 / 2 ** 20
+            print(f"    peak memory of one conv2d forward+backward (tracemalloc): {peak / 2 ** 20:.1f} MiB"
+                  f" (its im2col buffer: {cols_mb:.1f} MiB)")
+
+
+if __name__ == "__main__":
+    main()

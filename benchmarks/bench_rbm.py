@@ -1,0 +1,80 @@
+"""Time one CD-1 epoch of minigen's RBM beside the matmul-only lower bound of the same epoch.
+
+    python benchmarks/bench_rbm.py                         # synthetic binary 60000 x 784 data
+    python benchmarks/bench_rbm.py --data-dir /path/to/mnist
+
+MNIST-sized: 60000 x 784 visible, 500 hidden, batches of 100, float32 by default. A CD-1 update
+does five GEMMs of 2 n D H flops each: v0 W, h0 W^T, v1 W (the three conditionals) and v0^T p(h|v0),
+v1^T p(h|v1) (the gradient). The bound times those five GEMMs alone, on arrays of the same shapes
+and layouts, in the same run; the ratio is what sampling, sigmoids, updates and Python cost on top.
+Prints medians over --repeats.
+"""
+import argparse
+import os
+import statistics
+import time
+
+import numpy as np
+
+from minigen.data import binarize_static, load_mnist
+from minigen.models import RBM
+
+
+def median_times(fns, repeats):
+    """Median seconds of each of ``fns``, run in turn within each repeat (so both see the same load)."""
+    times = [[] for _ in fns]
+    for _ in range(repeats):
+        for fn, t in zip(fns, times):
+            start = time.perf_counter()
+            fn()
+            t.append(time.perf_counter() - start)
+    return [statistics.median(t) for t in times]
+
+
+def gemm_epoch(X, W, batch_size):
+    """The five GEMMs of a CD-1 epoch, nothing else (the outputs are stand-ins of the right shape)."""
+    for start in range(0, len(X), batch_size):
+        v0 = X[start:start + batch_size]
+        a0 = v0 @ W          # p(h|v0) pre-activation
+        a1 = a0 @ W.T        # p(v|h0) pre-activation (h0 has the shape of a0)
+        a2 = v0 @ W          # p(h|v1) pre-activation (v1 has the shape of v0)
+        v0.T @ a0            # positive statistics v0^T p(h|v0)
+        v0.T @ a2            # negative statistics v1^T p(h|v1)
+        del a1
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data-dir", default=None, help="folder with the MNIST IDX files (else synthetic data)")
+    parser.add_argument("--n-hidden", type=int, default=500)
+    parser.add_argument("--batch-size", type=int, default=100)
+    parser.add_argument("--dtype", choices=["float32", "float64"], default="float32")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+
+    rng = np.random.default_rng(args.seed)
+    if args.data_dir:
+        images = load_mnist(args.data_dir, "train")[0]
+        X = binarize_static(images, 0.5).reshape(len(images), -1).astype(args.dtype)
+        source = f"MNIST from {args.data_dir}, binarised at 0.5"
+    else:
+        X = (rng.random((60000, 784)) < 0.13).astype(args.dtype)  # MNIST's fraction of ones
+        source = "synthetic Bernoulli(0.13)"
+    n, D, H, B = *X.shape, args.n_hidden, args.batch_size
+    flops = 5 * 2 * n * D * H
+    print(f"RBM CD-1 epoch: {n} x {D} visible ({source}), {H} hidden, batch {B}, {args.dtype}, "
+          f"{os.cpu_count()} CPU cores, median of {args.repeats}")
+
+    rbm = RBM(D, H, random_state=args.seed, dtype=args.dtype)
+    W = rng.standard_normal((D, H)).astype(args.dtype)
+    t_fit, t_gemm = median_times([lambda: rbm.fit(X, k=1, epochs=1, batch_size=B, learning_rate=0.01),
+                                  lambda: gemm_epoch(X, W, B)], args.repeats)
+    print(f"{'':28s}{'seconds':>10s}{'GFLOP/s':>10s}")
+    print(f"{'minigen RBM.fit (1 epoch)':28s}{t_fit:10.3f}{flops / t_fit / 1e9:10.1f}")
+    print(f"{'GEMMs alone (lower bound)':28s}{t_gemm:10.3f}{flops / t_gemm / 1e9:10.1f}")
+    print(f"ratio fit / GEMM bound: {t_fit / t_gemm:.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,121 @@
+"""Cluster and sample handwritten digits with a Gaussian mixture fitted by EM.
+
+    python examples/gmm.py                                   # 8x8 digits, K = 5, 10, 20, full covariances
+    python examples/gmm.py --covariance-type diag --components 10 20 40
+    python examples/gmm.py --dataset mnist --data-dir DIR --n-train 10000 --covariance-type diag
+
+For each K the mixture is fitted on the training images (pixels in [0, 1] as continuous values)
+and the script prints the EM iterations, the BIC on the training set, the mean log-likelihood
+per test image (a density over R^D in nats, not comparable with discrete-pixel NLLs) and the
+cluster purity (the share of training images whose label is the majority label of their
+cluster). The model with the lowest BIC is kept: --out gets samples.png (100 draws sorted by
+component), means.png (the component means, by weight) and em_trace.png (matplotlib only).
+"""
+import argparse
+import os
+import time
+
+import numpy as np
+
+from minigen import backend
+from minigen.data import load_digits, load_mnist
+from minigen.models import GaussianMixture
+from minigen.utils import save_image_grid
+
+
+def load(args):
+    """(train, test) rows of flattened images, their labels and the image side."""
+    if args.dataset == "mnist":
+        if args.data_dir is None:
+            raise SystemExit("--dataset mnist needs --data-dir (the folder with the MNIST IDX files)")
+        (train, y_train), (test, _) = (load_mnist(args.data_dir, split) for split in ("train", "test"))
+        train, y_train = train[:args.n_train], y_train[:args.n_train]
+    else:
+        images, labels = load_digits()
+        order = np.random.default_rng(args.seed).permutation(len(images))
+        train, y_train, test = images[order[300:]], labels[order[300:]], images[order[:300]]
+    side = train.shape[-1]
+    flat = [x.reshape(len(x), side * side).astype(args.dtype) for x in (train, test)]
+    return flat[0], y_train, flat[1], side
+
+
+def purity(clusters, labels):
+    """Share of samples whose label is the most common label of their cluster."""
+    return sum(np.bincount(labels[clusters == k]).max() for k in np.unique(clusters)) / len(labels)
+
+
+def plot_trace(history, path):
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib is not installed: em_trace.png skipped")
+        return
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    ax.plot(range(len(history)), history, marker=".")
+    ax.set_xlabel("EM iteration")
+    ax.set_ylabel("mean log-likelihood per image")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    print(f"wrote {path}")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dataset", choices=["digits", "mnist"], default="digits")
+    parser.add_argument("--data-dir", default=None, help="folder with the MNIST IDX files")
+    parser.add_argument("--n-train", type=int, default=10000, help="MNIST training images used")
+    parser.add_argument("--components", type=int, nargs="+", default=[5, 10, 20])
+    parser.add_argument("--covariance-type", default="full",
+                        choices=["full", "tied", "diag", "spherical"])
+    parser.add_argument("--reg-covar", type=float, default=1e-3,
+                        help="added to the covariance diagonals (pixel variances are ~0.1)")
+    parser.add_argument("--epochs", "--max-iter", dest="max_iter", type=int, default=100,
+                        help="maximum EM iterations")
+    parser.add_argument("--n-init", type=int, default=1)
+    parser.add_argument("--dtype", choices=["float32", "float64"], default="float64")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    parser.add_argument("--out", default=os.path.join("out", "gmm"))
+    args = parser.parse_args()
+
+    train, y_train, test, side = load(args)
+    train, test = (backend.to_device(x, args.device) for x in (train, test))
+    print(f"{args.dataset}: {train.shape[0]} training and {test.shape[0]} test images of "
+          f"{train.shape[1]} pixels; {args.covariance_type} covariances, reg_covar={args.reg_covar}")
+    print(f"{'K':>4} {'iters':>5} {'train BIC':>12} {'test loglik':>12} {'purity':>7} {'time':>7}")
+    best = None
+    for K in args.components:
+        start = time.perf_counter()
+        gmm = GaussianMixture(K, covariance_type=args.covariance_type, reg_covar=args.reg_covar,
+                              max_iter=args.max_iter, n_init=args.n_init, random_state=args.seed)
+        gmm.fit(train)
+        seconds = time.perf_counter() - start
+        bic = gmm.bic(train)
+        clusters = backend.to_numpy(gmm.predict(train))
+        print(f"{K:>4} {gmm.n_iter_:>5} {bic:>12.0f} {gmm.score(test):>12.2f} "
+              f"{purity(clusters, y_train):>7.3f} {seconds:>6.1f}s"
+              + ("" if gmm.converged_ else "  (not converged)"))
+        if best is None or bic < best[0]:
+            best = (bic, gmm)
+    gmm = best[1]
+    print(f"lowest BIC: K={gmm.n_components}")
+
+    os.makedirs(args.out, exist_ok=True)
+    samples, labels = gmm.sample(100, random_state=args.seed)
+    order = np.argsort(backend.to_numpy(labels), kind="stable")
+    samples = np.clip(backend.to_numpy(samples)[order], 0, 1).reshape(-1, 1, side, side)
+    upscale = 4 if side == 8 else 1
+    print("wrote", save_image_grid(samples, os.path.join(args.out, "samples.png"), nrow=10,
+                                   upscale=upscale))
+    weights = backend.to_numpy(gmm.weights_)
+    means = backend.to_numpy(gmm.means_)[np.argsort(-weights)]
+    print("wrote", save_image_grid(np.clip(means, 0, 1).reshape(-1, 1, side, side),
+                                   os.path.join(args.out, "means.png"), nrow=10, upscale=upscale))
+    plot_trace(gmm.log_likelihood_history_, os.path.join(args.out, "em_trace.png"))
+
+
+if __name__ == "__main__":
+    main()

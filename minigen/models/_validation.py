@@ -1,0 +1,111 @@
+"""Input checks shared by the estimators in ``minigen.models``.
+
+Each check raises ``ValueError`` (or ``TypeError`` for the wrong kind of object) with a
+message naming what was expected and what was given, so that bad input never turns into
+a silent NaN deep inside an EM loop.
+"""
+import numbers
+
+import numpy
+
+from ..backend import device_of, get_array_module, to_device
+
+
+class NotFittedError(ValueError, AttributeError):
+    """An estimator was used before ``fit``."""
+
+
+def check_array(X, name="X", ndim=2, like=None):
+    """``X`` as a float32/float64 array of ``ndim`` dims holding only finite values.
+
+    Lists, integer and boolean arrays become float64; float32 and float64 are kept.
+    ``like``: an array whose device ``X`` is moved to (a fitted model's parameters).
+    """
+    if getattr(X, "_is_minigen_tensor", False):
+        X = X.data
+    if like is not None:
+        X = to_device(X, device_of(like))
+    xp = get_array_module(X)
+    X = xp.asarray(X)
+    if X.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must hold real numbers, got an array of dtype {X.dtype}")
+    if X.dtype not in (numpy.float32, numpy.float64):
+        X = X.astype(numpy.float64)
+    if X.ndim != ndim:
+        shape = "(n_samples, n_features)" if ndim == 2 else f"{ndim} dimensions"
+        raise ValueError(f"{name} must be a {ndim}-D array of shape {shape}, "
+                         f"got an array of shape {X.shape}")
+    if X.size == 0:
+        raise ValueError(f"{name} is empty (shape {X.shape}); at least one sample and one "
+                         "feature are needed")
+    if not bool(xp.isfinite(X).all()):
+        n_nan, n_inf = int(xp.isnan(X).sum()), int(xp.isinf(X).sum())
+        raise ValueError(f"{name} must hold only finite values, but it contains {n_nan} NaN "
+                         f"and {n_inf} infinite entries (of {X.size}); remove or impute them")
+    return X
+
+
+def check_n_features(X, expected, name="X", estimator=None):
+    """Raise unless ``X`` has ``expected`` columns (the number seen by ``fit``)."""
+    if X.shape[1] != expected:
+        fitted = f"{type(estimator).__name__} was" if estimator is not None else "the model was"
+        raise ValueError(f"{name} has {X.shape[1]} features, but {fitted} fitted with "
+                         f"{expected} features")
+
+
+def check_int(value, name, minimum=None, maximum=None):
+    """``value`` as a Python int in [minimum, maximum] (bools are rejected)."""
+    if not isinstance(value, numbers.Integral) or isinstance(value, bool):
+        raise TypeError(f"{name} must be an integer, got {value!r} ({type(value).__name__})")
+    if minimum is not None and value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    if maximum is not None and value > maximum:
+        raise ValueError(f"{name} must be <= {maximum}, got {value}")
+    return int(value)
+
+
+def check_float(value, name, minimum=None, strict=False):
+    """``value`` as a finite Python float, >= ``minimum`` (> when ``strict``)."""
+    if not isinstance(value, numbers.Real) or isinstance(value, bool):
+        raise TypeError(f"{name} must be a real number, got {value!r} ({type(value).__name__})")
+    value = float(value)
+    if value != value or value in (float("inf"), float("-inf")):
+        raise ValueError(f"{name} must be finite, got {value}")
+    if minimum is not None and (value <= minimum if strict else value < minimum):
+        raise ValueError(f"{name} must be {'>' if strict else '>='} {minimum}, got {value}")
+    return value
+
+
+def check_option(value, name, options):
+    """Raise unless ``value`` is one of ``options``."""
+    if value not in options:
+        raise ValueError(f"{name} must be one of {', '.join(map(repr, options))}, got {value!r}")
+    return value
+
+
+def check_n_components(n_components, n_samples, name="n_components"):
+    """An int in [1, n_samples]: each component needs at least one sample to be estimated."""
+    n_components = check_int(n_components, name, minimum=1)
+    if n_components > n_samples:
+        raise ValueError(f"{name}={n_components} is larger than n_samples={n_samples}: "
+                         f"each component needs at least one sample; use {name} <= {n_samples}")
+    return n_components
+
+
+def check_is_fitted(estimator, attribute):
+    """Raise ``NotFittedError`` unless ``estimator`` has the fitted ``attribute``."""
+    if getattr(estimator, attribute, None) is None:
+        raise NotFittedError(f"this {type(estimator).__name__} is not fitted yet; "
+                             "call fit(X) first")
+
+
+def count_distinct_rows(X, at_most):
+    """min(at_most, number of distinct rows of ``X``), in ``at_most`` passes over ``X``."""
+    xp = get_array_module(X)
+    unseen = xp.ones(X.shape[0], dtype=bool)
+    count = 0
+    while count < at_most and bool(unseen.any()):
+        row = X[int(xp.argmax(unseen))]  # the first row equal to none counted so far
+        unseen &= xp.any(X != row, axis=1)
+        count += 1
+    return count

@@ -1,0 +1,160 @@
+"""VQ-VAE: an autoencoder with a discrete latent grid, and two-stage generation with a PixelCNN prior.
+
+van den Oord, Vinyals & Kavukcuoglu (2017), "Neural Discrete Representation Learning".
+
+    z_e = encoder(x)                  (N, D, h, w): a grid of D-dim vectors, h = H / 2^n_downsample
+    k   = argmin_j |z_e - e_j|^2      (N, h, w): one code per latent position (Eq. 1)
+    z_q = e_k                         straight-through: dL/dz_e := dL/dz_q (Eq. 2)
+    x ~ p(x | z_q) = Bernoulli(sigmoid(decoder(z_q)))   per pixel, intensities in [0, 1]
+
+Loss per image (Eq. 3; codebook and commitment terms in ``minigen.nn.VectorQuantizer``):
+
+    L = -log p(x | z_q) + |sg[z_e] - e_k|^2 + beta |z_e - sg[e_k]|^2
+
+averaged over the batch. With a uniform prior over codes the KL term of the ELBO is the constant
+h w log K, so it is left out of training, as in the paper. With ``ema=True`` the codebook follows
+moving averages instead of the codebook loss (Appendix A.1).
+
+Encoder (Sec. 4.1): ``n_downsample`` 4x4 stride-2 convolutions (ReLU), a 3x3 convolution, residual
+blocks x + 1x1(ReLU(3x3(ReLU(x)))), ReLU and a 1x1 convolution to D channels. The decoder mirrors it
+with 4x4 stride-2 transposed convolutions back to C channels of Bernoulli logits.
+
+Two-stage generation (Sec. 4.2): train the VQ-VAE, fit an autoregressive prior p(k) - a PixelCNN with
+n_values = K on the code grids ``encode(x)`` of the training set - then sample k ~ p(k) and decode.
+"""
+from typing import NamedTuple
+
+import numpy as np
+
+from .. import backend
+from .. import functional as F
+from ..autograd import Tensor, no_grad
+from ..nn import Conv2d, ConvTranspose2d, Module, ReLU, Sequential, VectorQuantizer
+
+__all__ = ["VQVAE", "VQVAELoss"]
+
+
+class VQVAELoss(NamedTuple):
+    """``VQVAE.loss``: the total and its three parts, each a mean over the batch (nats / squared units)."""
+    total: Tensor
+    reconstruction: Tensor
+    codebook: Tensor
+    commitment: Tensor
+
+
+class ResidualStack(Module):
+    """``n_blocks`` residual blocks x + 1x1(ReLU(3x3(ReLU(x)))) (bottleneck ``channels // 2``)."""
+
+    def __init__(self, channels, n_blocks):
+        super().__init__()
+        mid = max(1, channels // 2)
+        self.blocks = Sequential(*[Sequential(ReLU(), Conv2d(channels, mid, 3, padding=1), ReLU(),
+                                              Conv2d(mid, channels, 1))
+                                   for _ in range(n_blocks)])
+
+    def forward(self, x):
+        for block in self.blocks:
+            x = x + block(x)
+        return x
+
+
+class VQVAE(Module):
+    """VQ-VAE for images (N, ``in_channels``, H, W) in [0, 1], H and W divisible by 2^n_downsample.
+
+    ``hidden_channels`` wide convolutions, a codebook of ``num_embeddings`` (K) vectors of size
+    ``embedding_dim`` (D), ``beta`` the commitment weight; ``ema``/``decay`` as in VectorQuantizer.
+    """
+
+    def __init__(self, in_channels=1, hidden_channels=64, num_embeddings=64, embedding_dim=16,
+                 n_downsample=2, n_residual=2, beta=0.25, ema=False, decay=0.99):
+        super().__init__()
+        for name, value, low in (("in_channels", in_channels, 1), ("hidden_channels", hidden_channels, 1),
+                                 ("n_downsample", n_downsample, 1), ("n_residual", n_residual, 0)):
+            if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < low:
+                raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+        self.in_channels, self.n_downsample = in_channels, n_downsample
+        h = hidden_channels
+        down = [Conv2d(in_channels if i == 0 else h, h, 4, stride=2, padding=1) for i in range(n_downsample)]
+        self.encoder = Sequential(*[m for conv in down for m in (conv, ReLU())],
+                                  Conv2d(h, h, 3, padding=1), ResidualStack(h, n_residual), ReLU(),
+                                  Conv2d(h, embedding_dim, 1))
+        self.quantizer = VectorQuantizer(num_embeddings, embedding_dim, beta=beta, ema=ema, decay=decay)
+        up = [ConvTranspose2d(h, in_channels if i == n_downsample - 1 else h, 4, stride=2, padding=1)
+              for i in range(n_downsample)]
+        self.decoder = Sequential(Conv2d(embedding_dim, h, 3, padding=1), ResidualStack(h, n_residual),
+                                  *[m for conv in up for m in (ReLU(), conv)])
+
+    @property
+    def num_embeddings(self):
+        return self.quantizer.num_embeddings
+
+    def latent_shape(self, image_shape):
+        """(h, w) of the code grid for images of spatial size ``image_shape`` = (H, W)."""
+        H, W = image_shape[-2:]
+        f = 2 ** self.n_downsample
+        if H % f or W % f:
+            raise ValueError(f"images of size {H}x{W} do not fit this VQ-VAE: with n_downsample="
+                             f"{self.n_downsample} height and width must be multiples of {f}")
+        return H // f, W // f
+
+    def check_x(self, x):
+        """``x`` as a float tensor (N, C, H, W) with values in [0, 1] and a valid size."""
+        x = x if isinstance(x, Tensor) else Tensor(x)
+        dtype = next(self.parameters()).dtype
+        if x.ndim != 4 or x.shape[1] != self.in_channels or x.shape[0] == 0:
+            raise ValueError(f"x must have shape (N, {self.in_channels}, H, W) with N >= 1, got {x.shape}")
+        data = backend.to_device(x.data, self.device)
+        xp = backend.get_array_module(data)
+        if data.dtype.kind not in "biuf":
+            raise TypeError(f"x must hold intensities in [0, 1], got dtype {data.dtype}")
+        if not bool(((data >= 0) & (data <= 1)).all()):  # also catches NaN
+            raise ValueError(f"x must hold intensities in [0, 1] (the Bernoulli decoder's targets), "
+                             f"got values in [{float(xp.nanmin(data))}, {float(xp.nanmax(data))}] or NaN")
+        self.latent_shape(x.shape)
+        return Tensor(data.astype(dtype, copy=False))
+
+    def _check_codes(self, codes, shape=None):
+        data = codes.data if isinstance(codes, Tensor) else codes
+        if getattr(data, "ndim", None) != 3:
+            raise ValueError(f"codes must be a grid of shape (N, h, w), got "
+                             f"{getattr(data, 'shape', type(codes).__name__)}")
+        return self.quantizer.check_codes(data, shape)
+
+    # -- the model
+    def loss(self, x, codes=None):
+        """``VQVAELoss(total, reconstruction, codebook, commitment)`` for a batch ``x``.
+
+        ``codes`` (N, h, w) holds the code assignment fixed instead of the nearest codes (gradcheck).
+        """
+        x = self.check_x(x)
+        N = x.shape[0]
+        if codes is not None:
+            codes = self._check_codes(codes, (N,) + self.latent_shape(x.shape))
+        z_q, _, codebook_loss, commitment_loss = self.quantizer(self.encoder(x), codes)
+        reconstruction = F.binary_cross_entropy_with_logits(self.decoder(z_q), x, reduction="sum") / N
+        return VQVAELoss(reconstruction + codebook_loss + commitment_loss, reconstruction,
+                         codebook_loss, commitment_loss)
+
+    def encode(self, x):
+        """The integer code grid (N, h, w) of images ``x`` (no side effects on the monitors)."""
+        with no_grad():
+            return Tensor(self.quantizer.nearest(self.encoder(self.check_x(x))))
+
+    def decode_codes(self, codes):
+        """Images (N, C, H, W): the decoder's Bernoulli means sigmoid(decoder(e_k)) for ``codes``."""
+        codes = self._check_codes(codes)
+        with no_grad():
+            return F.sigmoid(self.decoder(self.quantizer.lookup(codes)))
+
+    def reconstruct(self, x):
+        """decode_codes(encode(x)): the images as the discrete bottleneck lets them through."""
+        return self.decode_codes(self.encode(x))
+
+    def generate(self, prior, n, latent_shape, temperature=1.0, random_state=None):
+        """Two-stage sampling: code grids k ~ ``prior`` (a PixelCNN over K values), then decoded."""
+        if getattr(prior, "n_values", None) != self.num_embeddings or prior.in_channels != 1:
+            raise ValueError(f"the prior must be a one-channel PixelCNN with n_values = "
+                             f"num_embeddings = {self.num_embeddings}, got {type(prior).__name__} "
+                             f"with n_values={getattr(prior, 'n_values', None)}")
+        codes = prior.sample(n, tuple(latent_shape), temperature=temperature, random_state=random_state)
+        return self.decode_codes(codes.data[:, 0])

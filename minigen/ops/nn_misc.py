@@ -1,0 +1,143 @@
+"""Embedding lookup, dropout, and the LSTM recurrence as one fused Function."""
+from ..autograd import Function
+from ..backend import get_array_module
+from ..random import get_generator
+from .elementwise import mul
+
+__all__ = ["embedding", "dropout", "lstm_recurrence"]
+
+
+class Embedding(Function):
+    """out[..., :] = weight[indices[...], :]; the gradient adds each output row back to its row of weight."""
+
+    def __init__(self, indices):
+        self.indices = indices
+
+    def forward(self, weight):
+        return weight[self.indices]
+
+    def backward(self, g):
+        # Rows hit several times accumulate: one bincount over the flattened (row, column) pairs
+        # (deterministic, unlike scattered adds).
+        xp = get_array_module(g)
+        v, d = self.input_shapes[0]
+        flat = (self.indices.reshape(-1, 1) * d + xp.arange(d)).reshape(-1)
+        gw = xp.bincount(flat, weights=g.reshape(-1), minlength=v * d)
+        return gw.reshape(v, d).astype(g.dtype, copy=False)
+
+
+def embedding(indices, weight):
+    """Rows of ``weight`` (num_embeddings, dim) picked by integer ``indices`` of any shape."""
+    indices = indices.data if getattr(indices, "_is_minigen_tensor", False) else indices
+    xp = get_array_module(weight)
+    indices = xp.asarray(indices)
+    if indices.dtype.kind not in "iu":
+        raise TypeError(f"embedding: indices must be integers, got dtype {indices.dtype}")
+    if weight.ndim != 2:
+        raise ValueError(f"embedding: weight must be 2-D (num_embeddings, dim), got shape {tuple(weight.shape)}")
+    v = weight.shape[0]
+    if indices.size and (int(indices.min()) < 0 or int(indices.max()) >= v):
+        raise ValueError(f"embedding: indices must lie in [0, {v}), got values from "
+                         f"{int(indices.min())} to {int(indices.max())}")
+    return Embedding(indices)(weight)
+
+
+def dropout(x, p=0.5, training=True, generator=None):
+    """Zero each element with probability p and scale the rest by 1/(1-p) (inverted dropout).
+
+    Identity when ``training`` is False or p == 0. The mask is drawn from ``generator``
+    (minigen.random.get_generator: None -> the global one, an int -> a fresh seeded one).
+    """
+    if not 0 <= p <= 1:
+        raise ValueError(f"dropout: p must be in [0, 1], got {p}")
+    if not training or p == 0:
+        return x
+    xp = get_array_module(x)
+    keep = get_generator(generator, xp).random(x.shape) >= p
+    scale = 0.0 if p == 1 else 1 / (1 - p)
+    return mul(x, keep.astype(x.dtype) * x.dtype.type(scale))
+
+
+def sigmoid(z):
+    """1 / (1 + e^-z) written as (1 + tanh(z/2)) / 2: one transcendental, no overflow."""
+    xp = get_array_module(z)
+    return 0.5 * (1 + xp.tanh(0.5 * z))
+
+
+class LSTMRecurrence(Function):
+    """The LSTM recurrence over a whole sequence, from precomputed input projections.
+
+    Inputs: xw (T, N, 4H) with xw_t = x_t W_ih^T + b_ih + b_hh (one matmul for all t, done by the
+    caller), W_hh (4H, H), h_0 and c_0 (N, H). Gate order i, f, g, o as in PyTorch:
+
+        z_t = xw_t + h_{t-1} W_hh^T = [z_i, z_f, z_g, z_o]
+        i, f, o = sigmoid(z_i), sigmoid(z_f), sigmoid(z_o),   g = tanh(z_g)
+        c_t = f * c_{t-1} + i * g,     h_t = o * tanh(c_t)
+
+    Output (2, T, N, H): out[0] = h_1..h_T, out[1] = c_1..c_T. Backward is backpropagation
+    through time on the same equations, carrying dL/dh and dL/dc from step t to step t-1.
+    """
+
+    def forward(self, xw, w_hh, h0, c0):
+        xp = get_array_module(xw, w_hh)
+        t_len, n, h4 = xw.shape
+        h = h4 // 4
+        # states[0, t] = h_t, states[1, t] = c_t for t = 0..T; acts[t] = [i, f, g, o] at step t
+        self.states = xp.empty((2, t_len + 1, n, h), dtype=xw.dtype)
+        self.states[0, 0], self.states[1, 0] = h0, c0
+        self.acts = xp.empty((t_len, n, h4), dtype=xw.dtype)
+        self.tanh_c = xp.empty((t_len, n, h), dtype=xw.dtype)
+        for t in range(t_len):
+            a = self.acts[t]
+            xp.matmul(self.states[0, t], w_hh.T, out=a)
+            a += xw[t]
+            a[:, :2 * h] = sigmoid(a[:, :2 * h])
+            a[:, 2 * h:3 * h] = xp.tanh(a[:, 2 * h:3 * h])
+            a[:, 3 * h:] = sigmoid(a[:, 3 * h:])
+            i, f, g, o = a[:, :h], a[:, h:2 * h], a[:, 2 * h:3 * h], a[:, 3 * h:]
+            c = self.states[1, t + 1]
+            xp.multiply(f, self.states[1, t], out=c)
+            c += i * g
+            self.tanh_c[t] = xp.tanh(c)
+            xp.multiply(o, self.tanh_c[t], out=self.states[0, t + 1])
+        self.w_hh = w_hh
+        return self.states[:, 1:]
+
+    def backward(self, grad):
+        xp = get_array_module(grad)
+        t_len, n, h4 = self.acts.shape
+        h = h4 // 4
+        dz = xp.empty_like(self.acts)  # dL/dz_t for every step
+        dh = xp.zeros((n, h), dtype=grad.dtype)  # dL/dh_t and dL/dc_t carried from step t+1
+        dc = xp.zeros((n, h), dtype=grad.dtype)
+        for t in reversed(range(t_len)):
+            a, tanh_c = self.acts[t], self.tanh_c[t]
+            i, f, g, o = a[:, :h], a[:, h:2 * h], a[:, 2 * h:3 * h], a[:, 3 * h:]
+            dh = dh + grad[0, t]
+            dc = dc + grad[1, t] + dh * o * (1 - tanh_c * tanh_c)  # through h_t = o tanh(c_t)
+            d = dz[t]
+            d[:, :h] = dc * g * i * (1 - i)
+            d[:, h:2 * h] = dc * self.states[1, t] * f * (1 - f)
+            d[:, 2 * h:3 * h] = dc * i * (1 - g * g)
+            d[:, 3 * h:] = dh * tanh_c * o * (1 - o)
+            dc = dc * f
+            dh = d @ self.w_hh
+        need_xw, need_w, need_h0, need_c0 = self.needs_input_grad
+        # dW_hh = sum_t dz_t^T h_{t-1}: one GEMM over all steps
+        h_prev = self.states[0, :-1].reshape(t_len * n, h)
+        gw = dz.reshape(t_len * n, h4).T @ h_prev if need_w else None
+        return (dz if need_xw else None), gw, (dh if need_h0 else None), (dc if need_c0 else None)
+
+
+def lstm_recurrence(xw, w_hh, h0, c0):
+    """Run the LSTM recurrence (see ``LSTMRecurrence``); returns (2, T, N, H): hidden and cell states."""
+    if xw.ndim != 3 or xw.shape[2] % 4:
+        raise ValueError(f"lstm_recurrence: xw must be (T, N, 4H), got shape {tuple(xw.shape)}")
+    t_len, n, h4 = xw.shape
+    h = h4 // 4
+    if tuple(w_hh.shape) != (h4, h):
+        raise ValueError(f"lstm_recurrence: W_hh must have shape ({h4}, {h}), got {tuple(w_hh.shape)}")
+    for name, s in (("h0", h0), ("c0", c0)):
+        if tuple(s.shape) != (n, h):
+            raise ValueError(f"lstm_recurrence: {name} must have shape ({n}, {h}), got {tuple(s.shape)}")
+    return LSTMRecurrence()(xw, w_hh, h0, c0)

@@ -1,0 +1,320 @@
+"""RBM: energies, conditionals and log Z against brute-force enumeration; AIS against exact log Z;
+CD-1 against the exact log-likelihood gradient; training monitors; input checks."""
+import itertools
+
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+from hypothesis.extra.numpy import arrays
+
+from minigen.models import RBM
+
+
+def states(n):
+    """All 2^n binary vectors as rows of a float64 array."""
+    return np.array(list(itertools.product([0.0, 1.0], repeat=n))).reshape(2 ** n, n)
+
+
+def logsumexp(a, axis=None):
+    m = np.max(a, axis=axis, keepdims=True)
+    return np.squeeze(m, axis=axis) + np.log(np.sum(np.exp(a - m), axis=axis))
+
+
+def brute_energy(rbm, v, h):
+    """E[n, m] = E(v_n, h_m) = -b.v - c.h - v.W.h straight from the definition."""
+    return -(v @ rbm.b)[:, None] - (h @ rbm.c)[None, :] - np.einsum("ni,ij,mj->nm", v, rbm.W, h)
+
+
+def exact_log_p(rbm):
+    """log p(v) for every v in states(D), by summing exp(-E) over all (v, h)."""
+    V, Hs = states(rbm.n_visible), states(rbm.n_hidden)
+    log_pv = logsumexp(-brute_energy(rbm, V, Hs), axis=1)
+    return V, log_pv - logsumexp(log_pv)
+
+
+def random_rbm(D, H, seed, scale=1.0):
+    rng = np.random.default_rng(seed)
+    rbm = RBM(D, H, random_state=seed, dtype="float64")
+    rbm.W = scale * rng.standard_normal((D, H))
+    rbm.b = scale * rng.standard_normal(D)
+    rbm.c = scale * rng.standard_normal(H)
+    return rbm
+
+
+@st.composite
+def small_rbms(draw, max_units=5):
+    D = draw(st.integers(1, max_units))
+    H = draw(st.integers(1, max_units))
+    floats = st.floats(-2, 2, allow_nan=False)
+    rbm = RBM(D, H, random_state=0, dtype="float64")
+    rbm.W = draw(arrays(np.float64, (D, H), elements=floats))
+    rbm.b = draw(arrays(np.float64, D, elements=floats))
+    rbm.c = draw(arrays(np.float64, H, elements=floats))
+    return rbm
+
+
+# ---- energies, conditionals, log Z ----------------------------------------------------------------
+
+@given(small_rbms())
+def test_energy_and_free_energy_match_definitions(rbm):
+    V, Hs = states(rbm.n_visible), states(rbm.n_hidden)
+    E = brute_energy(rbm, V, Hs)
+    pairs = np.array(list(itertools.product(range(len(V)), range(len(Hs)))))
+    np.testing.assert_allclose(rbm.energy(V[pairs[:, 0]], Hs[pairs[:, 1]]), E.ravel(), atol=1e-12)
+    # F(v) = -log sum_h exp(-E(v, h))
+    np.testing.assert_allclose(rbm.free_energy(V), -logsumexp(-E, axis=1), rtol=1e-10, atol=1e-10)
+
+
+@given(small_rbms(max_units=6))
+def test_log_partition_matches_enumeration_over_v_and_h(rbm):
+    E = brute_energy(rbm, states(rbm.n_visible), states(rbm.n_hidden))
+    assert rbm.log_partition() == pytest.approx(logsumexp(-E), rel=1e-10, abs=1e-10)
+
+
+def test_log_partition_in_several_batches_matches_free_energies():
+    rbm = random_rbm(16, 100, seed=2, scale=0.1)  # 2^16 visible states, more than one batch
+    V = states(16)
+    assert rbm.log_partition() == pytest.approx(logsumexp(-rbm.free_energy(V)), rel=1e-12)
+
+
+@given(small_rbms())
+def test_conditionals_agree_with_energy(rbm):
+    V, Hs = states(rbm.n_visible), states(rbm.n_hidden)
+    p_joint = np.exp(-brute_energy(rbm, V, Hs))  # unnormalised p(v, h)
+    p_h_given_v = p_joint / p_joint.sum(axis=1, keepdims=True)
+    p_v_given_h = p_joint / p_joint.sum(axis=0, keepdims=True)
+    np.testing.assert_allclose(rbm.prob_h_given_v(V), p_h_given_v @ Hs, atol=1e-10)    # p(h_j=1|v)
+    np.testing.assert_allclose(rbm.prob_v_given_h(Hs), p_v_given_h.T @ V, atol=1e-10)  # p(v_i=1|h)
+    np.testing.assert_allclose(rbm.prob_h_given_v(V), 1 / (1 + np.exp(-(rbm.c + V @ rbm.W))), atol=1e-12)
+
+
+def test_sigmoid_is_stable_for_large_inputs():
+    rbm = RBM(2, 2, random_state=0, dtype="float64")
+    rbm.W = np.array([[800.0, -800.0], [0.0, 0.0]])
+    with np.errstate(all="raise"):
+        np.testing.assert_array_equal(rbm.prob_h_given_v(np.array([[1.0, 0.0]])), [[1.0, 0.0]])
+
+
+@settings(max_examples=5)
+@given(small_rbms(), st.integers(1, 4), st.integers(0, 2 ** 16))
+def test_samplers_are_binary_with_the_right_means(rbm, k, seed):
+    rng = np.random.default_rng(seed)
+    v = (rng.random((4000, rbm.n_visible)) < 0.5).astype(float)
+    h = rbm.sample_h_given_v(v, random_state=rng)  # the same generator, so no reuse of v's draws
+    v_k = rbm.gibbs(v, k=k, random_state=rng)
+    for x in (h, v_k, rbm.sample_v_given_h(h, random_state=rng)):
+        assert set(np.unique(x)) <= {0.0, 1.0}
+    assert v_k.shape == v.shape
+    # E[h | v] = p(h | v): the sample mean is within 5 standard errors (each at most 0.5 / sqrt(n))
+    assert np.abs(h.mean(0) - rbm.prob_h_given_v(v).mean(0)).max() < 5 * 0.5 / np.sqrt(len(v))
+
+
+def test_sample_matches_exact_distribution():
+    rbm = random_rbm(3, 3, seed=1)
+    V, log_p = exact_log_p(rbm)
+    x = rbm.sample(20000, n_gibbs=30, random_state=0)
+    codes = x @ (2 ** np.arange(2, -1, -1))  # row index of each sample in states(3)
+    freq = np.bincount(codes.astype(int), minlength=len(V)) / len(x)
+    assert 0.5 * np.abs(freq - np.exp(log_p)).sum() < 0.02  # total variation
+
+
+# ---- likelihood, pseudo-likelihood, AIS -------------------------------------------------------------
+
+@given(small_rbms(), st.integers(0, 2 ** 16))
+def test_log_likelihood_and_pseudo_likelihood_match_enumeration(rbm, seed):
+    V, log_p = exact_log_p(rbm)
+    rows = np.random.default_rng(seed).integers(0, len(V), size=7)
+    assert rbm.log_likelihood(V[rows]) == pytest.approx(log_p[rows].mean(), abs=1e-9)
+    assert rbm.log_likelihood(V[rows], log_Z=0.0) == pytest.approx(-rbm.free_energy(V[rows]).mean())
+    # sum_i log p(v_i | v_-i), each conditional from p(v) and p(v with bit i flipped)
+    pll = 0
+    for i in range(rbm.n_visible):
+        flipped = V[rows].copy()
+        flipped[:, i] = 1 - flipped[:, i]
+        log_p_flip = log_p[(flipped @ 2 ** np.arange(rbm.n_visible - 1, -1, -1)).astype(int)]
+        pll = pll + log_p[rows] - np.logaddexp(log_p[rows], log_p_flip)
+    assert rbm.pseudo_log_likelihood(V[rows], exact=True) == pytest.approx(pll.mean(), abs=1e-9)
+    # the one-random-unit estimate is unbiased: average it over many copies of the rows
+    est = rbm.pseudo_log_likelihood(np.tile(V[rows], (3000, 1)), random_state=seed + 1)
+    assert est == pytest.approx(pll.mean(), abs=0.1 + 0.03 * abs(pll.mean()))
+
+
+def test_ais_is_close_to_exact_log_partition_and_improves_with_temperatures():
+    rbm = random_rbm(15, 20, seed=0, scale=0.8)
+    log_z = rbm.log_partition()  # enumerates the 2^15 visible states
+    errors = {n: [rbm.log_partition_ais(n_betas=n, n_runs=100, random_state=s) - log_z for s in range(4)]
+              for n in (10, 100, 2000)}
+    mean_abs = {n: np.mean(np.abs(e)) for n, e in errors.items()}
+    assert mean_abs[10] > mean_abs[100] > mean_abs[2000]
+    assert np.max(np.abs(errors[2000])) < 0.1
+    est, (low, high) = rbm.log_partition_ais(n_betas=2000, n_runs=100, random_state=7, return_bounds=True)
+    assert low < est < high and low - 0.05 < log_z < high + 0.05
+
+
+def test_ais_base_rate_from_data():
+    rbm = random_rbm(12, 10, seed=3, scale=0.8)
+    X = (np.random.default_rng(0).random((50, 12)) < 0.2).astype(float)
+    est = rbm.log_partition_ais(n_betas=1000, n_runs=50, X=X, random_state=0)
+    assert abs(est - rbm.log_partition()) < 0.1
+    rbm.W[:] = 0  # with W = 0 the base-rate chain is exact for b_A = b and every weight equals Z / Z_A
+    rbm.b = np.log(X.mean(0)) - np.log1p(-X.mean(0))
+    assert rbm.log_partition_ais(n_betas=3, n_runs=5, X=X, random_state=0) == pytest.approx(rbm.log_partition())
+
+
+# ---- CD-k gradient and training -----------------------------------------------------------------
+
+def exact_gradients(rbm, X):
+    """dL/d(W, b, c) of the mean log-likelihood, the model expectation by enumeration."""
+    V, log_p = exact_log_p(rbm)
+    p = np.exp(log_p)
+    ph_data, ph_model = rbm.prob_h_given_v(X), rbm.prob_h_given_v(V)
+    return (X.T @ ph_data / len(X) - (V * p[:, None]).T @ ph_model,
+            X.mean(0) - p @ V, ph_data.mean(0) - p @ ph_model)
+
+
+def exact_cd1_expectation(rbm, X):
+    """E[CD-1 gradient] with v1 ~ sum_h0 p(h0|v0) p(v1|h0) enumerated exactly."""
+    V, Hs = states(rbm.n_visible), states(rbm.n_hidden)
+
+    def bernoulli_prob(p, x):  # P(x | p) for every row of p and every state x: (n, 2^m)
+        return np.prod(np.where(x[None] == 1, p[:, None], 1 - p[:, None]), axis=2)
+
+    q_v1 = bernoulli_prob(rbm.prob_h_given_v(X), Hs) @ bernoulli_prob(rbm.prob_v_given_h(Hs), V)
+    ph0, ph1 = rbm.prob_h_given_v(X), rbm.prob_h_given_v(V)
+    w = q_v1.mean(0)  # probability of each v1, averaged over the data rows
+    return (X.T @ ph0 / len(X) - (V * w[:, None]).T @ ph1, X.mean(0) - w @ V, ph0.mean(0) - w @ ph1)
+
+
+@settings(max_examples=8)
+@given(st.integers(1, 4), st.integers(1, 3), st.integers(0, 2 ** 16))
+def test_cd1_gradient_expectation(D, H, seed):
+    rbm = random_rbm(D, H, seed, scale=0.3)
+    X = (np.random.default_rng(seed).random((5, D)) < 0.5).astype(float)
+    n_rep = 4000
+    cd = rbm.cd_gradient(np.tile(X, (n_rep, 1)), k=1, random_state=seed + 1)
+    for est, cd1, ml in zip(cd, exact_cd1_expectation(rbm, X), exact_gradients(rbm, X)):
+        # the implementation's estimate is within 6 standard errors of the exact CD-1 expectation ...
+        assert np.abs(est - cd1).max() < 6 * 1.0 / np.sqrt(n_rep * len(X))
+        # ... which has the sign of the exact log-likelihood gradient where that is clearly non-zero
+        clear = np.abs(ml) > 0.05
+        np.testing.assert_array_equal(np.sign(est[clear]), np.sign(ml[clear]))
+
+
+@pytest.mark.parametrize("persistent", [False, True])
+def test_training_increases_exact_log_likelihood(persistent):
+    X = np.array([[1, 1, 0, 0, 0], [1, 1, 1, 0, 0], [0, 0, 0, 1, 1], [0, 0, 1, 1, 1]], float)
+    X = np.tile(X, (25, 1))
+    rbm = RBM(5, 3, random_state=0, dtype="float64")
+    before = rbm.log_likelihood(X)
+    # (PCD with a large step, e.g. learning_rate 0.1 and momentum 0.5 here, can outrun its chains
+    # and lose likelihood: Tieleman 2008 uses small, decaying steps)
+    assert rbm.fit(X, k=1, persistent=persistent, learning_rate=0.1, epochs=50, batch_size=10) is rbm
+    assert rbm.log_likelihood(X) > before + 1.0
+    assert len(rbm.history_["reconstruction_error"]) == len(rbm.history_["pseudo_log_likelihood"]) == 50
+    assert rbm.history_["reconstruction_error"][-1] < rbm.history_["reconstruction_error"][0]
+    assert rbm.history_["pseudo_log_likelihood"][-1] > rbm.history_["pseudo_log_likelihood"][0]
+
+
+def test_fit_is_reproducible_and_keeps_dtype():
+    X = (np.random.default_rng(0).random((60, 6)) < 0.4).astype(np.float32)
+    a = RBM(6, 4, random_state=5).fit(X, epochs=2, batch_size=16, weight_decay=1e-3, k=2)
+    b = RBM(6, 4, random_state=5).fit(X, epochs=2, batch_size=16, weight_decay=1e-3, k=2)
+    np.testing.assert_array_equal(a.W, b.W)
+    assert a.W.dtype == a.b.dtype == np.float32 and a.free_energy(X).dtype == np.float32
+    assert a.sample(3, n_gibbs=2).shape == (3, 6)
+    p = a.sample(3, n_gibbs=2, return_probabilities=True)
+    assert np.all((p > 0) & (p < 1))
+
+
+def test_weight_decay_shrinks_weights():
+    X = (np.random.default_rng(0).random((100, 8)) < 0.5).astype(float)
+    kw = dict(epochs=5, batch_size=10, learning_rate=0.1)
+    plain = RBM(8, 4, random_state=0).fit(X, **kw)
+    decayed = RBM(8, 4, random_state=0).fit(X, weight_decay=0.5, **kw)
+    assert np.linalg.norm(decayed.W) < np.linalg.norm(plain.W)
+
+
+# ---- bad input -------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_non_finite_data_is_rejected(bad):
+    X = np.zeros((4, 3))
+    X[1, 2] = bad
+    rbm = RBM(3, 2, random_state=0)
+    for call in (rbm.fit, rbm.free_energy, rbm.prob_h_given_v, rbm.log_likelihood):
+        with pytest.raises(ValueError, match="must hold only finite values, but it contains"):
+            call(X)
+
+
+def test_wrong_shape_is_rejected():
+    rbm = RBM(3, 2, random_state=0)
+    with pytest.raises(ValueError, match=r"X must have shape \(n_samples, 3\), got shape \(4, 5\)"):
+        rbm.fit(np.zeros((4, 5)))
+    with pytest.raises(ValueError, match=r"v must be a 2-D array.*got an array of shape \(3,\)"):
+        rbm.free_energy(np.zeros(3))
+    with pytest.raises(ValueError, match=r"h must have shape \(n_samples, 2\)"):
+        rbm.energy(np.zeros((1, 3)), np.zeros((1, 3)))
+    with pytest.raises(ValueError, match="same number of rows"):
+        rbm.energy(np.zeros((2, 3)), np.zeros((1, 2)))
+    with pytest.raises(TypeError, match="X must hold real numbers"):
+        rbm.fit([["a", "b", "c"]])
+
+
+def test_non_binary_data_is_rejected_where_binary_is_needed():
+    rbm = RBM(3, 2, random_state=0)
+    X = np.array([[0.0, 0.3, 1.0]])
+    for call in (rbm.free_energy, rbm.log_likelihood, rbm.pseudo_log_likelihood, rbm.gibbs):
+        with pytest.raises(ValueError, match=r"must be binary \(values in \{0, 1\}\), got e.g. 0.3"):
+            call(X)
+    rbm.fit(np.tile(X, (10, 1)), epochs=1)  # probabilities are allowed for training
+    with pytest.raises(ValueError, match=r"X must have values in \[0, 1\], got values in \[-1.0, 1.0\]"):
+        rbm.fit(np.array([[0.0, -1.0, 1.0]]))
+
+
+def test_bad_hyper_parameters_are_rejected():
+    with pytest.raises(ValueError, match="n_hidden must be >= 1, got 0"):
+        RBM(3, 0)
+    rbm = RBM(3, 2, random_state=0)
+    X = np.zeros((4, 3))
+    with pytest.raises(ValueError, match="k must be >= 1, got 0"):
+        rbm.fit(X, k=0)
+    with pytest.raises(ValueError, match="learning_rate must be finite, got nan"):
+        rbm.fit(X, learning_rate=float("nan"))
+    with pytest.raises(ValueError, match=r"momentum must be in \[0, 1\)"):
+        rbm.fit(X, momentum=1.0)
+    with pytest.raises(ValueError, match="n_betas must be >= 2"):
+        rbm.log_partition_ais(n_betas=1)
+
+
+def test_exact_log_partition_refuses_large_models():
+    with pytest.raises(ValueError, match=r"2\^21 states.*log_partition_ais"):
+        RBM(21, 30, random_state=0).log_partition()
+
+
+# ---- one code path ---------------------------------------------------------------------------------
+
+def test_every_method_stays_in_the_array_module_of_the_parameters():
+    """With parameters in the strict CuPy stand-in, any np.* call on data raises TypeError."""
+    from strict_xp import StrictArray, strict_module, to_plain, to_strict
+
+    ref = random_rbm(5, 4, seed=0, scale=0.5)
+    rbm = random_rbm(5, 4, seed=0, scale=0.5)
+    rbm.W, rbm.b, rbm.c = (to_strict(p) for p in (ref.W, ref.b, ref.c))
+    rbm._rng = strict_module.random.default_rng(0)
+    X = (np.random.default_rng(1).random((30, 5)) < 0.5).astype(float)  # plain NumPy input is converted
+    h = rbm.sample_h_given_v(X)
+    assert isinstance(h, StrictArray) and isinstance(rbm.gibbs(X, k=2), StrictArray)
+    np.testing.assert_allclose(to_plain(rbm.free_energy(X)), ref.free_energy(X))
+    np.testing.assert_allclose(to_plain(rbm.energy(X, to_plain(h))), ref.energy(X, to_plain(h)))
+    np.testing.assert_allclose(to_plain(rbm.prob_v_given_h(h)), ref.prob_v_given_h(to_plain(h)))
+    assert rbm.log_partition() == pytest.approx(ref.log_partition())
+    assert rbm.log_likelihood(X) == pytest.approx(ref.log_likelihood(X))
+    assert rbm.pseudo_log_likelihood(X, exact=True) == pytest.approx(ref.pseudo_log_likelihood(X, exact=True))
+    rbm.pseudo_log_likelihood(X)
+    rbm.reconstruction_error(X)
+    rbm.cd_gradient(X, k=2)
+    for persistent in (False, True):
+        rbm.fit(X, epochs=2, batch_size=8, persistent=persistent, momentum=0.5, weight_decay=1e-3)
+    assert isinstance(rbm.W, StrictArray) and isinstance(rbm.data_mean_, StrictArray)
+    rbm.log_partition_ais(n_betas=5, n_runs=4, X=X, return_bounds=True)
+    assert isinstance(rbm.sample(3, n_gibbs=2), StrictArray)
