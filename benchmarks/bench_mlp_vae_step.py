@@ -10,6 +10,8 @@ same weights, batch and noise:
     pytorch   torch 2.x CPU with torch.optim.Adam defaults (only if ``import torch`` works)
 
 Prints the median step time and the forward+backward-only time of each, and the ratios.
+minigen and NumPy are timed interleaved (round-robin, so both see the same machine load);
+PyTorch after them, alone (importing torch slows NumPy's threaded GEMMs, see main()).
 
     python benchmarks/bench_mlp_vae_step.py [--steps 50] [--warmup 10] [--threads 2]
 """
@@ -187,37 +189,44 @@ def main():
     runs = {"minigen": (lambda: minigen_step(model, optimizer, tx, teps),
                         lambda: minigen_step(model, optimizer, tx, teps, update=False)),
             "numpy": (numpy_step, lambda: numpy_step(update=False))}
+    results = measure(runs)
+    # PyTorch goes last, on its own: once torch is imported, its OpenMP threads slow NumPy's
+    # OpenBLAS GEMMs by an order of magnitude on this 2-core machine, so no interleaving with it.
     if args.no_torch:
         print("(--no-torch: PyTorch skipped)")
     else:
         try:
             torch_step, torch_version = torch_setup(state, x, eps)
-            runs[f"pytorch {torch_version}"] = (torch_step, lambda: torch_step(update=False))
+            results.update(measure({f"pytorch {torch_version}": (torch_step, lambda: torch_step(update=False))}))
         except ImportError:
             print("(PyTorch not importable: its column is skipped)")
 
-    # The three agree on the first loss and on the loss after three Adam steps.
+    print(f"MLP VAE 784-512-20-512-784, batch {args.batch}, float32, {args.threads} threads, "
+          f"median of {args.steps} after {args.warmup} warm-up (minigen and numpy interleaved)")
+    print("loss at step 1 / after 3 steps (must agree): " + ", ".join(
+        f"{name} {r['first']:.4f} / {r['third']:.4f}" for name, r in results.items()))
+    for name, r in results.items():
+        (step, step_min), (fb, fb_min) = r["step"], r["fwd_bwd"]
+        print(f"  {name:<20s} step {step:7.2f} ms (min {step_min:6.2f})   forward+backward "
+              f"{fb:6.2f} ms (min {fb_min:6.2f})   optimizer ~{step - fb:5.2f} ms")
+    ours = results["minigen"]
+    for name, r in results.items():
+        if name != "minigen":
+            print(f"  minigen / {name:<10s} step {ours['step'][0] / r['step'][0]:5.2f}x   "
+                  f"forward+backward {ours['fwd_bwd'][0] / r['fwd_bwd'][0]:5.2f}x   (medians)")
+
+
+def measure(runs):
+    """name -> {first, third: losses; step, fwd_bwd: (median, min) ms} for (step, fwd_bwd) pairs."""
     first = {name: step() for name, (step, _) in runs.items()}
     for _ in range(2):
         for step, _ in runs.values():
             step()
     third = {name: fwd_bwd() for name, (_, fwd_bwd) in runs.items()}
-    print("loss at step 1 / after 3 steps: " + ", ".join(
-        f"{name} {first[name]:.4f} / {third[name]:.4f}" for name in runs))
-
-    print(f"MLP VAE 784-512-20-512-784, batch {args.batch}, float32, {args.threads} threads, "
-          f"median of {args.steps} after {args.warmup} warm-up, "
-          f"implementations interleaved")
     step_ms = interleaved_times_ms({name: step for name, (step, _) in runs.items()})
     fb_ms = interleaved_times_ms({name: fwd_bwd for name, (_, fwd_bwd) in runs.items()})
-    for name in runs:
-        (step, step_min), (fb, fb_min) = step_ms[name], fb_ms[name]
-        print(f"  {name:<20s} step {step:7.2f} ms (min {step_min:6.2f})   forward+backward "
-              f"{fb:6.2f} ms (min {fb_min:6.2f})   optimizer ~{step - fb:5.2f} ms")
-    for name in runs:
-        if name != "minigen":
-            print(f"  minigen / {name:<10s} step {step_ms['minigen'][0] / step_ms[name][0]:5.2f}x   "
-                  f"forward+backward {fb_ms['minigen'][0] / fb_ms[name][0]:5.2f}x   (medians)")
+    return {name: dict(first=first[name], third=third[name], step=step_ms[name], fwd_bwd=fb_ms[name])
+            for name in runs}
 
 
 if __name__ == "__main__":

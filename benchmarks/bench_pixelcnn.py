@@ -1,7 +1,11 @@
 """PixelCNN on MNIST: test NLL after a short training run, time per epoch, and sampling speed.
 
-    python benchmarks/bench_pixelcnn.py --data-dir /work/shared/data/mnist      # ~10-15 minutes on 2 cores
+    python benchmarks/bench_pixelcnn.py --data-dir /work/shared/data/mnist      # ~10 minutes on 2 cores
     python benchmarks/bench_pixelcnn.py --skip-training                          # sampling speed only
+
+On a machine whose cores are shared with other jobs, run with OPENBLAS_NUM_THREADS=1: the
+sampler's small GEMMs, split over two BLAS threads while the other core is busy, ran up to 20x
+slower here (0.29 instead of 6.3 samples/s for PixelCNN at a load average of 2.5).
 
 Quality. A PixelCNN (7x7 mask A + residual blocks of 3x3 mask B) is trained on the first
 --train-size MNIST training images, dynamically binarised (a fresh Bernoulli draw per epoch), for
@@ -92,7 +96,7 @@ def main():
     parser.add_argument("--data-dir", default=None, help="folder with the MNIST IDX files")
     parser.add_argument("--skip-training", action="store_true")
     parser.add_argument("--train-size", type=int, default=60000)
-    parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--hidden", type=int, default=32)
     parser.add_argument("--layers", type=int, default=5)
     parser.add_argument("--kernel-size", type=int, default=7)

@@ -89,7 +89,7 @@ def main():
     parser.add_argument("--dataset", choices=["digits", "mnist"], default="digits")
     parser.add_argument("--data-dir", default=None, help="folder with the MNIST IDX files (for --dataset mnist)")
     parser.add_argument("--train-size", type=int, default=None, help="use only the first N training images")
-    parser.add_argument("--epochs", type=int, default=20, help="VQ-VAE epochs")
+    parser.add_argument("--epochs", type=int, default=30, help="VQ-VAE epochs")
     parser.add_argument("--prior-epochs", type=int, default=30)
     parser.add_argument("--hidden", type=int, default=32)
     parser.add_argument("--codes", type=int, default=32, help="codebook size K")

@@ -23,7 +23,7 @@ from ..backend import get_array_module
 
 __all__ = ["conv2d", "conv_transpose2d"]
 
-CHUNK_BYTES = 4 * 2 ** 20  # size of one chunk of temporary columns
+CHUNK_BYTES = 2 * 2 ** 20  # one chunk of temporary columns: about an L2 cache
 
 
 def pair(value, name):
@@ -224,7 +224,7 @@ class ConvTranspose2d(Function):
         for s in sample_chunks(n, w2.shape[1] * length * g.itemsize):
             cols = im2col(g[s], self.geom)
             if need_x:
-                gx[s] = channels_first((w2 @ cols).reshape(gx[s].shape[1::-1] + self.geom.out_size))
+                gx[s] = from_columns(w2 @ cols, s.stop - s.start, self.geom.out_size, None)
             if need_w:
                 gw2 += self.x2[:, s.start * length:s.stop * length] @ cols.T
         gw = gw2.reshape(self.weight.shape) if need_w else None

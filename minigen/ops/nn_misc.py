@@ -58,10 +58,13 @@ def dropout(x, p=0.5, training=True, generator=None):
     return mul(x, keep.astype(x.dtype) * x.dtype.type(scale))
 
 
-def sigmoid(z):
-    """1 / (1 + e^-z) written as (1 + tanh(z/2)) / 2: one transcendental, no overflow."""
-    xp = get_array_module(z)
-    return 0.5 * (1 + xp.tanh(0.5 * z))
+def gate_scale_shift(xp, h, dtype):
+    """scale, shift (4H,) with act(z) = scale * tanh(scale * z) + shift for the gates [i, f, g, o]:
+    sigmoid(z) = tanh(z/2)/2 + 1/2 for i, f, o and tanh for g. One tanh call serves all four
+    gates, and neither form can overflow."""
+    scale, shift = xp.full(4 * h, 0.5, dtype=dtype), xp.full(4 * h, 0.5, dtype=dtype)
+    scale[2 * h:3 * h], shift[2 * h:3 * h] = 1, 0
+    return scale, shift
 
 
 class LSTMRecurrence(Function):
@@ -74,14 +77,24 @@ class LSTMRecurrence(Function):
         i, f, o = sigmoid(z_i), sigmoid(z_f), sigmoid(z_o),   g = tanh(z_g)
         c_t = f * c_{t-1} + i * g,     h_t = o * tanh(c_t)
 
-    Output (2, T, N, H): out[0] = h_1..h_T, out[1] = c_1..c_T. Backward is backpropagation
-    through time on the same equations, carrying dL/dh and dL/dc from step t to step t-1.
+    Output (2, T, N, H): out[0] = h_1..h_T, out[1] = c_1..c_T.
+
+    Backward is backpropagation through time: for t = T..1, with dh, dc the gradients reaching
+    h_t and c_t (from the outputs and from step t+1),
+
+        dc += dh * o * (1 - tanh(c_t)^2)
+        dz_t = [dc * g, dc * c_{t-1}, dc * i, dh * tanh(c_t)] * act'(z_t)
+        dh <- dz_t W_hh,   dc <- dc * f                     (the gradients reaching step t-1)
+
+    with act' = a (1 - a) for the sigmoid gates and 1 - a^2 for g; then dxw = dz and
+    dW_hh = sum_t dz_t^T h_{t-1} (one GEMM over all steps).
     """
 
     def forward(self, xw, w_hh, h0, c0):
         xp = get_array_module(xw, w_hh)
         t_len, n, h4 = xw.shape
         h = h4 // 4
+        scale, shift = gate_scale_shift(xp, h, xw.dtype)
         # states[0, t] = h_t, states[1, t] = c_t for t = 0..T; acts[t] = [i, f, g, o] at step t
         self.states = xp.empty((2, t_len + 1, n, h), dtype=xw.dtype)
         self.states[0, 0], self.states[1, 0] = h0, c0
@@ -91,14 +104,15 @@ class LSTMRecurrence(Function):
             a = self.acts[t]
             xp.matmul(self.states[0, t], w_hh.T, out=a)
             a += xw[t]
-            a[:, :2 * h] = sigmoid(a[:, :2 * h])
-            a[:, 2 * h:3 * h] = xp.tanh(a[:, 2 * h:3 * h])
-            a[:, 3 * h:] = sigmoid(a[:, 3 * h:])
+            a *= scale  # [i, f, g, o] = scale * tanh(scale * z) + shift, see gate_scale_shift
+            xp.tanh(a, out=a)
+            a *= scale
+            a += shift
             i, f, g, o = a[:, :h], a[:, h:2 * h], a[:, 2 * h:3 * h], a[:, 3 * h:]
             c = self.states[1, t + 1]
             xp.multiply(f, self.states[1, t], out=c)
             c += i * g
-            self.tanh_c[t] = xp.tanh(c)
+            xp.tanh(c, out=self.tanh_c[t])
             xp.multiply(o, self.tanh_c[t], out=self.states[0, t + 1])
         self.w_hh = w_hh
         return self.states[:, 1:]

@@ -306,3 +306,23 @@ def test_ops_run_on_the_strict_cupy_stand_in(name):
     for strict, plain in zip(*results):
         assert isinstance(strict, StrictArray)
         np.testing.assert_allclose(to_plain(strict), plain, rtol=1e-12)
+
+
+def test_results_do_not_depend_on_the_column_chunk_size(monkeypatch):
+    """The temporary columns are made a few samples at a time; one sample per chunk gives the same."""
+    import minigen.ops.conv as conv_ops
+    rng = np.random.default_rng(7)
+    x, w = rng.standard_normal((5, 3, 7, 6)), rng.standard_normal((3, 4, 3, 2))
+    g = rng.standard_normal((5, 4, 14, 11))
+
+    def run():
+        xt, wt, bt = t64(x, True), t64(w, True), t64(rng.standard_normal(4) * 0, True)
+        y = F.conv_transpose2d(xt, wt, bt, 2, 1, 1)
+        y.backward(g)
+        return y.numpy(), xt.grad, wt.grad
+    whole = run()
+    monkeypatch.setattr(conv_ops, "CHUNK_BYTES", 1)
+    for a, b in zip(whole, run()):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+    assert minigen.gradcheck(lambda x, w: F.conv_transpose2d(x, w, None, 2, 1, 1), [t64(x, True), t64(w, True)])
+    assert minigen.gradcheck(lambda x, w: F.conv2d(x, w, None, 2, 1), [t64(x, True), t64(w.swapaxes(0, 1), True)])
