@@ -20,20 +20,23 @@ import minigen.functional as F
 import minigen.nn as nn
 
 
-def median_ms(fn, repeats):
-    fn()  # warm-up
-    times = []
+def median_ms(fns, repeats):
+    """Median time in ms of each function; they run in turn, so each sees the same machine load."""
+    for fn in fns:
+        fn()  # warm-up
+    times = [[] for _ in fns]
     for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return 1e3 * float(np.median(times))
+        for fn, record in zip(fns, times):
+            start = time.perf_counter()
+            fn()
+            record.append(time.perf_counter() - start)
+    return [1e3 * float(np.median(t)) for t in times]
 
 
 def gemm_rate(repeats):
     """Peak float32 GEMM rate of this machine in GFLOP/s (a 1024^3 product)."""
     a = np.random.default_rng(0).standard_normal((1024, 1024)).astype(np.float32)
-    return 2 * 1024 ** 3 / median_ms(lambda: a @ a, repeats) / 1e6
+    return 2 * 1024 ** 3 / median_ms([lambda: a @ a], repeats)[0] / 1e6
 
 
 def gemm_job(products, rng):
@@ -177,8 +180,10 @@ def main():
     for name, make_case in cases:
         run, products, torch_run = make_case(rng, torch)
         gemms, flops = gemm_job(products, rng)
-        torch_ms = None if torch_run is None else median_ms(torch_run, r)
-        report(name, median_ms(run, r), median_ms(gemms, r), flops, rate, torch_ms)
+        ms, gemm_ms = median_ms([run, gemms], r)
+        # PyTorch's worker threads keep spinning after each call: timed apart, not interleaved
+        torch_ms = median_ms([torch_run], r)[0] if torch_run else None
+        report(name, ms, gemm_ms, flops, rate, torch_ms)
         if make_case is conv_case:
             tracemalloc.start()
             run()

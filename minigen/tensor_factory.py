@@ -14,10 +14,13 @@ def tensor(data, requires_grad=False, dtype=None, device=None):
     """A new tensor holding a copy of ``data`` (list, scalar, NumPy/CuPy array or Tensor).
 
     Python floats become float32 and Python ints int64, as in PyTorch; arrays keep their dtype
-    unless ``dtype`` is given. ``device`` defaults to $MINIGEN_DEVICE or 'cpu'.
+    unless ``dtype`` is given. ``device`` defaults to the device of GPU data (a CuPy array or a
+    cuda Tensor stays there, as in torch.tensor), else to $MINIGEN_DEVICE or 'cpu'.
     """
     if isinstance(data, Tensor):
         data = data.data
+    if device is None and backend.device_of(data) == "cuda":
+        device = "cuda"
     xp = backend.array_module_for(_resolve(device))
     if dtype is None and not hasattr(data, "dtype"):
         probe = numpy.asarray(data)

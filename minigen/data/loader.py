@@ -12,7 +12,8 @@ class DataLoader:
     """Iterate over ``arrays`` (sliced together along axis 0) in batches of ``batch_size``.
 
     Each batch is a tuple with one slice per array, or the slice itself when one array was
-    given; slices are raw arrays on ``device`` (wrap them in tensors yourself). With
+    given; slices are raw arrays on ``device`` (default: $MINIGEN_DEVICE or "cpu"; wrap them
+    in tensors yourself). With
     ``shuffle=True`` every epoch (every ``iter``) draws a new permutation from ``generator``:
     None for minigen's global generator, a NumPy Generator, or an int seed for a generator of
     the loader's own (two loaders with the same seed give the same batches); ``seed`` is the
@@ -22,7 +23,7 @@ class DataLoader:
     """
 
     def __init__(self, *arrays, batch_size, shuffle=False, drop_last=False, seed=None,
-                 generator=None, device="cpu", transform=None):
+                 generator=None, device=None, transform=None):
         if not arrays:
             raise ValueError("DataLoader needs at least one array")
         for i, a in enumerate(arrays):
@@ -41,7 +42,7 @@ class DataLoader:
             raise ValueError("give either seed or generator, not both")
         if transform is not None and not callable(transform):
             raise TypeError(f"transform must be callable, got {type(transform).__name__}")
-        self.device = backend.check_device(device)
+        self.device = backend.default_device() if device is None else backend.check_device(device)
         if self.device == "cuda":
             backend.import_cupy()  # fail now, not at the first batch
         self.arrays = arrays

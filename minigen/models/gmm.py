@@ -57,7 +57,9 @@ def precision_cholesky(covariances, covariance_type="full"):
         L = xp.linalg.cholesky(covariances)
     except numpy.linalg.LinAlgError as e:
         raise NotPositiveDefiniteError(str(e)) from None
-    if not bool(xp.all(xp.isfinite(L))):  # CuPy returns NaN instead of raising
+    # CuPy does not raise: it may return NaN or a partly factored matrix, so check the result.
+    diagonal = xp.diagonal(L, axis1=-2, axis2=-1)
+    if not bool(xp.all(xp.isfinite(L))) or not bool(xp.all(diagonal > 0)):
         raise NotPositiveDefiniteError("Cholesky factorisation failed")
     return xp.ascontiguousarray(xp.swapaxes(inv_lower_triangular(L), -1, -2))
 

@@ -7,6 +7,7 @@ import pytest
 from scipy import stats
 
 import minigen
+from devices import to_host
 from minigen.models import GatedPixelCNN, PixelCNN
 from minigen.optim import Adam
 
@@ -38,12 +39,12 @@ def all_images(C, H, W, V):
 def dependence(model, x, r, c, channel, y=None):
     """|d logits[x_{(r,c),channel}] / d input| summed over values: (C, H, W), by one backward pass."""
     h = minigen.tensor(model.one_hot(model.check_x(x)).data, requires_grad=True)
-    logits = model.network(h, None if y is None else np.asarray(y))
+    logits = model.network(h, model.check_y(y, x.shape[0]))
     g = np.zeros(logits.shape)
     g[:, :, channel, r, c] = np.random.default_rng(r * 100 + c).standard_normal(g[:, :, channel, r, c].shape)
     logits.backward(g)
     N, C, H, W = x.shape
-    return np.abs(h.grad).reshape(N, C, model.n_values, H, W).sum(axis=(0, 2))
+    return np.abs(to_host(h.grad)).reshape(N, C, model.n_values, H, W).sum(axis=(0, 2))
 
 
 def check_causal(model, shape, seed=0):

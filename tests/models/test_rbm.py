@@ -7,7 +7,10 @@ import pytest
 from hypothesis import given, settings, strategies as st
 from hypothesis.extra.numpy import arrays
 
+from devices import on_device, to_host
+from minigen import backend
 from minigen.models import RBM
+from minigen.random import get_generator
 
 
 def states(n):
@@ -21,8 +24,9 @@ def logsumexp(a, axis=None):
 
 
 def brute_energy(rbm, v, h):
-    """E[n, m] = E(v_n, h_m) = -b.v - c.h - v.W.h straight from the definition."""
-    return -(v @ rbm.b)[:, None] - (h @ rbm.c)[None, :] - np.einsum("ni,ij,mj->nm", v, rbm.W, h)
+    """E[n, m] = E(v_n, h_m) = -b.v - c.h - v.W.h straight from the definition (on the host)."""
+    W, b, c = to_host(rbm.W), to_host(rbm.b), to_host(rbm.c)
+    return -(v @ b)[:, None] - (h @ c)[None, :] - np.einsum("ni,ij,mj->nm", v, W, h)
 
 
 def exact_log_p(rbm):
@@ -35,9 +39,9 @@ def exact_log_p(rbm):
 def random_rbm(D, H, seed, scale=1.0):
     rng = np.random.default_rng(seed)
     rbm = RBM(D, H, random_state=seed, dtype="float64")
-    rbm.W = scale * rng.standard_normal((D, H))
-    rbm.b = scale * rng.standard_normal(D)
-    rbm.c = scale * rng.standard_normal(H)
+    rbm.W = on_device(scale * rng.standard_normal((D, H)))
+    rbm.b = on_device(scale * rng.standard_normal(D))
+    rbm.c = on_device(scale * rng.standard_normal(H))
     return rbm
 
 
@@ -47,9 +51,9 @@ def small_rbms(draw, max_units=5):
     H = draw(st.integers(1, max_units))
     floats = st.floats(-2, 2, allow_nan=False)
     rbm = RBM(D, H, random_state=0, dtype="float64")
-    rbm.W = draw(arrays(np.float64, (D, H), elements=floats))
-    rbm.b = draw(arrays(np.float64, D, elements=floats))
-    rbm.c = draw(arrays(np.float64, H, elements=floats))
+    rbm.W = on_device(draw(arrays(np.float64, (D, H), elements=floats)))
+    rbm.b = on_device(draw(arrays(np.float64, D, elements=floats)))
+    rbm.c = on_device(draw(arrays(np.float64, H, elements=floats)))
     return rbm
 
 
@@ -60,9 +64,9 @@ def test_energy_and_free_energy_match_definitions(rbm):
     V, Hs = states(rbm.n_visible), states(rbm.n_hidden)
     E = brute_energy(rbm, V, Hs)
     pairs = np.array(list(itertools.product(range(len(V)), range(len(Hs)))))
-    np.testing.assert_allclose(rbm.energy(V[pairs[:, 0]], Hs[pairs[:, 1]]), E.ravel(), atol=1e-12)
+    np.testing.assert_allclose(to_host(rbm.energy(V[pairs[:, 0]], Hs[pairs[:, 1]])), E.ravel(), atol=1e-12)
     # F(v) = -log sum_h exp(-E(v, h))
-    np.testing.assert_allclose(rbm.free_energy(V), -logsumexp(-E, axis=1), rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(to_host(rbm.free_energy(V)), -logsumexp(-E, axis=1), rtol=1e-10, atol=1e-10)
 
 
 @given(small_rbms(max_units=6))
@@ -74,7 +78,7 @@ def test_log_partition_matches_enumeration_over_v_and_h(rbm):
 def test_log_partition_in_several_batches_matches_free_energies():
     rbm = random_rbm(16, 100, seed=2, scale=0.1)  # 2^16 visible states, more than one batch
     V = states(16)
-    assert rbm.log_partition() == pytest.approx(logsumexp(-rbm.free_energy(V)), rel=1e-12)
+    assert rbm.log_partition() == pytest.approx(logsumexp(-to_host(rbm.free_energy(V))), rel=1e-12)
 
 
 @given(small_rbms())
@@ -83,36 +87,38 @@ def test_conditionals_agree_with_energy(rbm):
     p_joint = np.exp(-brute_energy(rbm, V, Hs))  # unnormalised p(v, h)
     p_h_given_v = p_joint / p_joint.sum(axis=1, keepdims=True)
     p_v_given_h = p_joint / p_joint.sum(axis=0, keepdims=True)
-    np.testing.assert_allclose(rbm.prob_h_given_v(V), p_h_given_v @ Hs, atol=1e-10)    # p(h_j=1|v)
-    np.testing.assert_allclose(rbm.prob_v_given_h(Hs), p_v_given_h.T @ V, atol=1e-10)  # p(v_i=1|h)
-    np.testing.assert_allclose(rbm.prob_h_given_v(V), 1 / (1 + np.exp(-(rbm.c + V @ rbm.W))), atol=1e-12)
+    np.testing.assert_allclose(to_host(rbm.prob_h_given_v(V)), p_h_given_v @ Hs, atol=1e-10)    # p(h_j=1|v)
+    np.testing.assert_allclose(to_host(rbm.prob_v_given_h(Hs)), p_v_given_h.T @ V, atol=1e-10)  # p(v_i=1|h)
+    np.testing.assert_allclose(to_host(rbm.prob_h_given_v(V)),
+                               1 / (1 + np.exp(-(to_host(rbm.c) + V @ to_host(rbm.W)))), atol=1e-12)
 
 
 def test_sigmoid_is_stable_for_large_inputs():
     rbm = RBM(2, 2, random_state=0, dtype="float64")
-    rbm.W = np.array([[800.0, -800.0], [0.0, 0.0]])
+    rbm.W = on_device(np.array([[800.0, -800.0], [0.0, 0.0]]))
     with np.errstate(all="raise"):
-        np.testing.assert_array_equal(rbm.prob_h_given_v(np.array([[1.0, 0.0]])), [[1.0, 0.0]])
+        np.testing.assert_array_equal(to_host(rbm.prob_h_given_v(np.array([[1.0, 0.0]]))), [[1.0, 0.0]])
 
 
 @settings(max_examples=5)
 @given(small_rbms(), st.integers(1, 4), st.integers(0, 2 ** 16))
 def test_samplers_are_binary_with_the_right_means(rbm, k, seed):
-    rng = np.random.default_rng(seed)
+    rng = get_generator(seed, backend.get_array_module(rbm.W))  # a generator of the model's device
     v = (rng.random((4000, rbm.n_visible)) < 0.5).astype(float)
     h = rbm.sample_h_given_v(v, random_state=rng)  # the same generator, so no reuse of v's draws
     v_k = rbm.gibbs(v, k=k, random_state=rng)
     for x in (h, v_k, rbm.sample_v_given_h(h, random_state=rng)):
-        assert set(np.unique(x)) <= {0.0, 1.0}
+        assert set(np.unique(to_host(x)).tolist()) <= {0.0, 1.0}
     assert v_k.shape == v.shape
     # E[h | v] = p(h | v): the sample mean is within 5 standard errors (each at most 0.5 / sqrt(n))
-    assert np.abs(h.mean(0) - rbm.prob_h_given_v(v).mean(0)).max() < 5 * 0.5 / np.sqrt(len(v))
+    error = to_host(h.mean(0) - rbm.prob_h_given_v(v).mean(0))
+    assert np.abs(error).max() < 5 * 0.5 / np.sqrt(len(v))
 
 
 def test_sample_matches_exact_distribution():
     rbm = random_rbm(3, 3, seed=1)
     V, log_p = exact_log_p(rbm)
-    x = rbm.sample(20000, n_gibbs=30, random_state=0)
+    x = to_host(rbm.sample(20000, n_gibbs=30, random_state=0))
     codes = x @ (2 ** np.arange(2, -1, -1))  # row index of each sample in states(3)
     freq = np.bincount(codes.astype(int), minlength=len(V)) / len(x)
     assert 0.5 * np.abs(freq - np.exp(log_p)).sum() < 0.02  # total variation
@@ -125,7 +131,7 @@ def test_log_likelihood_and_pseudo_likelihood_match_enumeration(rbm, seed):
     V, log_p = exact_log_p(rbm)
     rows = np.random.default_rng(seed).integers(0, len(V), size=7)
     assert rbm.log_likelihood(V[rows]) == pytest.approx(log_p[rows].mean(), abs=1e-9)
-    assert rbm.log_likelihood(V[rows], log_Z=0.0) == pytest.approx(-rbm.free_energy(V[rows]).mean())
+    assert rbm.log_likelihood(V[rows], log_Z=0.0) == pytest.approx(-to_host(rbm.free_energy(V[rows])).mean())
     # sum_i log p(v_i | v_-i), each conditional from p(v) and p(v with bit i flipped)
     pll = 0
     for i in range(rbm.n_visible):
@@ -157,7 +163,7 @@ def test_ais_base_rate_from_data():
     est = rbm.log_partition_ais(n_betas=1000, n_runs=50, X=X, random_state=0)
     assert abs(est - rbm.log_partition()) < 0.1
     rbm.W[:] = 0  # with W = 0 the base-rate chain is exact for b_A = b and every weight equals Z / Z_A
-    rbm.b = np.log(X.mean(0)) - np.log1p(-X.mean(0))
+    rbm.b = on_device(np.log(X.mean(0)) - np.log1p(-X.mean(0)))
     assert rbm.log_partition_ais(n_betas=3, n_runs=5, X=X, random_state=0) == pytest.approx(rbm.log_partition())
 
 
@@ -167,7 +173,7 @@ def exact_gradients(rbm, X):
     """dL/d(W, b, c) of the mean log-likelihood, the model expectation by enumeration."""
     V, log_p = exact_log_p(rbm)
     p = np.exp(log_p)
-    ph_data, ph_model = rbm.prob_h_given_v(X), rbm.prob_h_given_v(V)
+    ph_data, ph_model = to_host(rbm.prob_h_given_v(X)), to_host(rbm.prob_h_given_v(V))
     return (X.T @ ph_data / len(X) - (V * p[:, None]).T @ ph_model,
             X.mean(0) - p @ V, ph_data.mean(0) - p @ ph_model)
 
@@ -179,8 +185,8 @@ def exact_cd1_expectation(rbm, X):
     def bernoulli_prob(p, x):  # P(x | p) for every row of p and every state x: (n, 2^m)
         return np.prod(np.where(x[None] == 1, p[:, None], 1 - p[:, None]), axis=2)
 
-    q_v1 = bernoulli_prob(rbm.prob_h_given_v(X), Hs) @ bernoulli_prob(rbm.prob_v_given_h(Hs), V)
-    ph0, ph1 = rbm.prob_h_given_v(X), rbm.prob_h_given_v(V)
+    ph0, ph1 = to_host(rbm.prob_h_given_v(X)), to_host(rbm.prob_h_given_v(V))
+    q_v1 = bernoulli_prob(ph0, Hs) @ bernoulli_prob(to_host(rbm.prob_v_given_h(Hs)), V)
     w = q_v1.mean(0)  # probability of each v1, averaged over the data rows
     return (X.T @ ph0 / len(X) - (V * w[:, None]).T @ ph1, X.mean(0) - w @ V, ph0.mean(0) - w @ ph1)
 
@@ -191,7 +197,7 @@ def test_cd1_gradient_expectation(D, H, seed):
     rbm = random_rbm(D, H, seed, scale=0.3)
     X = (np.random.default_rng(seed).random((5, D)) < 0.5).astype(float)
     n_rep = 4000
-    cd = rbm.cd_gradient(np.tile(X, (n_rep, 1)), k=1, random_state=seed + 1)
+    cd = map(to_host, rbm.cd_gradient(np.tile(X, (n_rep, 1)), k=1, random_state=seed + 1))
     for est, cd1, ml in zip(cd, exact_cd1_expectation(rbm, X), exact_gradients(rbm, X)):
         # the implementation's estimate is within 6 standard errors of the exact CD-1 expectation ...
         assert np.abs(est - cd1).max() < 6 * 1.0 / np.sqrt(n_rep * len(X))
@@ -219,10 +225,10 @@ def test_fit_is_reproducible_and_keeps_dtype():
     X = (np.random.default_rng(0).random((60, 6)) < 0.4).astype(np.float32)
     a = RBM(6, 4, random_state=5).fit(X, epochs=2, batch_size=16, weight_decay=1e-3, k=2)
     b = RBM(6, 4, random_state=5).fit(X, epochs=2, batch_size=16, weight_decay=1e-3, k=2)
-    np.testing.assert_array_equal(a.W, b.W)
+    np.testing.assert_array_equal(to_host(a.W), to_host(b.W))
     assert a.W.dtype == a.b.dtype == np.float32 and a.free_energy(X).dtype == np.float32
     assert a.sample(3, n_gibbs=2).shape == (3, 6)
-    p = a.sample(3, n_gibbs=2, return_probabilities=True)
+    p = to_host(a.sample(3, n_gibbs=2, return_probabilities=True))
     assert np.all((p > 0) & (p < 1))
 
 
@@ -231,7 +237,7 @@ def test_weight_decay_shrinks_weights():
     kw = dict(epochs=5, batch_size=10, learning_rate=0.1)
     plain = RBM(8, 4, random_state=0).fit(X, **kw)
     decayed = RBM(8, 4, random_state=0).fit(X, weight_decay=0.5, **kw)
-    assert np.linalg.norm(decayed.W) < np.linalg.norm(plain.W)
+    assert np.linalg.norm(to_host(decayed.W)) < np.linalg.norm(to_host(plain.W))
 
 
 # ---- bad input -------------------------------------------------------------------------------------
@@ -293,6 +299,7 @@ def test_exact_log_partition_refuses_large_models():
 
 # ---- one code path ---------------------------------------------------------------------------------
 
+@pytest.mark.cpu_only  # swaps NumPy parameters for the strict stand-in; a cuda run is the real check
 def test_every_method_stays_in_the_array_module_of_the_parameters():
     """With parameters in the strict CuPy stand-in, any np.* call on data raises TypeError."""
     from strict_xp import StrictArray, strict_module, to_plain, to_strict

@@ -4,6 +4,7 @@ import pytest
 
 import minigen
 import minigen.functional as F
+from devices import to_host
 from minigen.data import load_digits
 from minigen.models import VQVAE, PixelCNN
 from minigen.optim import Adam
@@ -77,7 +78,7 @@ def test_whole_model_gradcheck_with_fixed_codes():
     model.zero_grad()
     model.loss(x, codes=codes).total.backward()
     for (name, p), g in zip(model.named_parameters(), expected):
-        np.testing.assert_allclose(p.grad, g, rtol=1e-10, atol=1e-12, err_msg=name)
+        np.testing.assert_allclose(to_host(p.grad), to_host(g), rtol=1e-10, atol=1e-12, err_msg=name)
     assert np.abs(model.quantizer.codebook.grad).sum() > 0
 
 

@@ -4,6 +4,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 import minigen
+from devices import to_host
 from minigen.nn import VectorQuantizer
 
 
@@ -24,8 +25,8 @@ def test_assignment_is_brute_force_nearest_neighbour(K, D, n, side, seed):
     vq.codebook.data[...] = np.random.default_rng(seed + 1).standard_normal((K, D))
     z = np.random.default_rng(seed).standard_normal((n, D, side, side + 1))
     flat = z.transpose(0, 2, 3, 1).reshape(-1, D)
-    brute = ((flat[:, None, :] - vq.codebook.data[None]) ** 2).sum(-1)
-    np.testing.assert_allclose(vq.distances(flat), brute, atol=1e-12)
+    brute = ((flat[:, None, :] - to_host(vq.codebook)[None]) ** 2).sum(-1)
+    np.testing.assert_allclose(to_host(vq.distances(minigen.tensor(flat).data)), brute, atol=1e-12)
     codes = vq(minigen.tensor(z)).codes.numpy()
     assert codes.shape == (n, side, side + 1)
     np.testing.assert_array_equal(codes.reshape(-1), brute.argmin(axis=1))
@@ -37,7 +38,7 @@ def test_quantised_output_is_the_chosen_code():
     out = vq(z)
     np.testing.assert_allclose(out.z_q.numpy(), vq.lookup(out.codes).numpy(), atol=1e-12)
     np.testing.assert_allclose(vq.lookup(out.codes).numpy()[1, :, 2, 3],
-                               vq.codebook.data[int(out.codes.numpy()[1, 2, 3])])
+                               to_host(vq.codebook)[out.codes.numpy()[1, 2, 3]])
 
 
 def test_straight_through_gradient_is_the_identity():
@@ -45,8 +46,8 @@ def test_straight_through_gradient_is_the_identity():
     z = random_z((2, 3, 3, 3), 1)
     g = np.random.default_rng(2).standard_normal(z.shape)
     vq(z).z_q.backward(g)
-    np.testing.assert_array_equal(z.grad, g)  # dL/dz_e = dL/dz_q exactly
-    assert vq.codebook.grad is None or not np.any(vq.codebook.grad)
+    np.testing.assert_array_equal(to_host(z.grad), g)  # dL/dz_e = dL/dz_q exactly
+    assert vq.codebook.grad is None or not to_host(vq.codebook.grad).any()
 
 
 def test_codebook_gets_gradient_only_from_the_codebook_loss():
@@ -55,21 +56,21 @@ def test_codebook_gets_gradient_only_from_the_codebook_loss():
     z = random_z((N, D, 2, 2), 3)
     out = vq(z)
     (out.commitment_loss + (out.z_q * 1.7).sum()).backward()
-    assert vq.codebook.grad is None or not np.any(vq.codebook.grad)
+    assert vq.codebook.grad is None or not to_host(vq.codebook.grad).any()
     # commitment: d/dz beta |z - sg[e_k]|^2 / N = 2 beta (z - e_k) / N (plus the ST identity 1.7)
     e_k = vq.lookup(out.codes).numpy()
-    np.testing.assert_allclose(z.grad, 2 * 0.3 * (z.numpy() - e_k) / N + 1.7, rtol=1e-12)
+    np.testing.assert_allclose(to_host(z.grad), 2 * 0.3 * (z.numpy() - e_k) / N + 1.7, rtol=1e-12)
 
     z.grad = None
     out = vq(z)
     out.codebook_loss.backward()
-    assert z.grad is None or not np.any(z.grad)
+    assert z.grad is None or not to_host(z.grad).any()
     flat_z = z.numpy().transpose(0, 2, 3, 1).reshape(-1, D)
     codes = out.codes.numpy().reshape(-1)
-    expected = np.zeros((K, D))
+    e, expected = to_host(vq.codebook), np.zeros((K, D))
     for j, k in enumerate(codes):  # d/de_i |sg[z_j] - e_i|^2 / N summed over j assigned to i
-        expected[k] += 2 * (vq.codebook.data[k] - flat_z[j]) / N
-    np.testing.assert_allclose(vq.codebook.grad, expected, rtol=1e-10, atol=1e-14)
+        expected[k] += 2 * (e[k] - flat_z[j]) / N
+    np.testing.assert_allclose(to_host(vq.codebook.grad), expected, rtol=1e-10, atol=1e-14)
 
 
 def test_losses_match_their_definition():
@@ -105,15 +106,15 @@ def test_ema_update_matches_hand_computation(eps, expected):
     np.testing.assert_array_equal(out.codes.numpy(), [0, 0, 1])
     np.testing.assert_allclose(out.z_q.numpy(), [[0.0], [0.0], [1.0]])  # the codebook before the step
     # N = 0.5 * 1 + 0.5 * n = [1.5, 1.0];  m = 0.5 * [0, 1] + 0.5 * [0.2 + 0.4, 0.9] = [0.3, 0.95]
-    np.testing.assert_allclose(vq.ema_count, [1.5, 1.0])
-    np.testing.assert_allclose(vq.ema_sum[:, 0], [0.3, 0.95])
-    np.testing.assert_allclose(vq.codebook[:, 0], expected, rtol=1e-12)
+    np.testing.assert_allclose(to_host(vq.ema_count), [1.5, 1.0])
+    np.testing.assert_allclose(to_host(vq.ema_sum[:, 0]), [0.3, 0.95])
+    np.testing.assert_allclose(to_host(vq.codebook[:, 0]), expected, rtol=1e-12)
     assert out.codebook_loss.item() == 0 and list(vq.parameters()) == []
 
     vq.eval()
     before = vq.codebook.copy()
     vq(z)
-    np.testing.assert_array_equal(vq.codebook, before)  # no update outside training
+    np.testing.assert_array_equal(to_host(vq.codebook), to_host(before))  # no update outside training
 
 
 def test_ema_codebook_converges_to_cluster_means():
@@ -122,7 +123,7 @@ def test_ema_codebook_converges_to_cluster_means():
     z = minigen.tensor(np.array([[-3.0], [-1.0], [2.0], [4.0]]))
     for _ in range(300):
         vq(z)
-    np.testing.assert_allclose(vq.codebook[:, 0], [-2.0, 3.0], rtol=1e-3)
+    np.testing.assert_allclose(to_host(vq.codebook[:, 0]), [-2.0, 3.0], rtol=1e-3)
 
 
 def test_usage_and_perplexity_are_counted_over_the_window_not_the_batch():
@@ -131,13 +132,13 @@ def test_usage_and_perplexity_are_counted_over_the_window_not_the_batch():
     vq(minigen.tensor(np.zeros((8, 1))))           # batch 1: only code 0
     assert vq.perplexity() == pytest.approx(1.0)
     vq(minigen.tensor(np.full((8, 1), 10.0)))      # batch 2: only code 1
-    np.testing.assert_array_equal(vq.usage, [8, 8, 0, 0])
+    np.testing.assert_array_equal(to_host(vq.usage), [8, 8, 0, 0])
     assert vq.perplexity() == pytest.approx(2.0)   # each batch alone: 1
     vq(minigen.tensor(np.array([[20.0], [30.0]] * 8)))
     assert vq.perplexity() == pytest.approx(4.0)   # uniform over K codes: K
     vq.eval()
     vq(minigen.tensor(np.zeros((100, 1))))
-    np.testing.assert_array_equal(vq.usage, [8, 8, 8, 8])  # eval does not count
+    np.testing.assert_array_equal(to_host(vq.usage), [8, 8, 8, 8])  # eval does not count
     vq.reset_usage()
     with pytest.raises(ValueError, match="reset_usage"):
         vq.perplexity()
@@ -150,15 +151,15 @@ def test_restart_dead_codes_moves_them_to_encoder_outputs(ema):
     e[...] = [[0.0, 0.0], [0.1, 0.0], [50.0, 50.0], [60.0, 60.0]]
     z = random_z((6, 2), 6)
     vq(z)
-    used = set(vq.usage.nonzero()[0])
+    used = set(to_host(vq.usage).nonzero()[0].tolist())
     assert not used & {2, 3}
     assert vq.restart_dead_codes(z, random_state=0) == 4 - len(used)
-    flat = z.numpy()
+    flat, e = z.numpy(), to_host(e)
     for k in {2, 3}:
         assert any(np.allclose(e[k], row) for row in flat)  # now an encoder output
     if ema:
-        np.testing.assert_array_equal(vq.ema_count[[2, 3]], 1)
-        np.testing.assert_array_equal(vq.ema_sum[[2, 3]], e[[2, 3]])
+        np.testing.assert_array_equal(to_host(vq.ema_count[[2, 3]]), 1)
+        np.testing.assert_array_equal(to_host(vq.ema_sum[[2, 3]]), e[[2, 3]])
     vq.reset_usage()
     vq(z)
     assert vq.usage[2] > 0 and vq.usage[3] > 0

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 
 import minigen
-from minigen import Tensor
+from devices import on_device, to_host
 from op_table import OPS
 
 
@@ -23,13 +23,19 @@ def examples(op, at_most=None):
     return n
 
 
+def device_params(params):
+    """The case's array settings (indices, masks, conditions) on the device under test."""
+    return {k: on_device(v) if isinstance(v, np.ndarray) else v for k, v in params.items()}
+
+
 def run(op, case, dtype=None):
-    """Forward and backward (random upstream gradient) on fresh tensors; returns outputs, inputs."""
-    tensors = [Tensor(a.astype(dtype or a.dtype) if a.dtype.kind == "f" else a,
-                      requires_grad=a.dtype.kind == "f") for a in case.arrays]
-    outs = as_tuple(op.fn(*tensors, **case.params))
+    """Forward and backward (random upstream gradient) on fresh tensors on the device under
+    test; returns outputs, inputs."""
+    tensors = [minigen.tensor(a.astype(dtype or a.dtype) if a.dtype.kind == "f" else a,
+                              requires_grad=a.dtype.kind == "f") for a in case.arrays]
+    outs = as_tuple(op.fn(*tensors, **device_params(case.params)))
     rng = np.random.default_rng(0)
-    loss = sum((o * rng.standard_normal(o.shape)).sum() for o in outs)
+    loss = sum((o * on_device(rng.standard_normal(o.shape))).sum() for o in outs)
     loss.backward()
     return outs, tensors
 
@@ -39,13 +45,14 @@ def test_forward_matches_reference_and_gradients_match_finite_differences(op):
     @settings(max_examples=examples(op))
     @given(case=op.inputs)
     def check(case):
-        outs = as_tuple(op.fn(*[Tensor(a) for a in case.arrays], **case.params))
+        params = device_params(case.params)
+        outs = as_tuple(op.fn(*[minigen.tensor(a) for a in case.arrays], **params))
         refs = as_tuple(op.ref(*case.arrays, **case.params))
         assert len(outs) == len(refs)
         for out, ref in zip(outs, refs):
             assert out.shape == np.shape(ref) and out.dtype == np.float64
-            np.testing.assert_allclose(out.data, ref, rtol=1e-10, atol=1e-12)
-        minigen.gradcheck(lambda *ts: op.fn(*ts, **case.params), [a.copy() for a in case.arrays])
+            np.testing.assert_allclose(to_host(out), ref, rtol=1e-10, atol=1e-12)
+        minigen.gradcheck(lambda *ts: op.fn(*ts, **params), [a.copy() for a in case.arrays])
 
     check()
 
@@ -60,7 +67,7 @@ def test_float32_stays_float32(op):
         refs = as_tuple(op.ref(*case.arrays, **case.params))
         for out, ref in zip(outs, refs):
             assert out.dtype == np.float32, f"{op.name} returned {out.dtype}"
-            np.testing.assert_allclose(out.data, ref, rtol=1e-4, atol=1e-5)
+            np.testing.assert_allclose(to_host(out), ref, rtol=1e-4, atol=1e-5)
         for t in tensors:
             if t.requires_grad:
                 assert t.grad.dtype == np.float32 and t.grad.shape == t.shape

@@ -1,0 +1,16 @@
+"""Device-agnostic test helpers (the suite also runs with MINIGEN_DEVICE=cuda).
+
+CuPy arrays do not turn into NumPy arrays implicitly and refuse NumPy operands: compare on the
+host (``to_host``) and move host-built inputs to the device under test (``on_device``).
+"""
+from minigen import backend
+
+
+def to_host(x):
+    """A NumPy array with the values of ``x`` (array or Tensor; copied from the GPU if needed)."""
+    return backend.to_numpy(x)
+
+
+def on_device(x):
+    """``x`` (a host array) as an array on the device under test ($MINIGEN_DEVICE)."""
+    return backend.to_device(x, backend.default_device())
