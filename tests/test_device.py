@@ -278,13 +278,13 @@ def test_default_device_comes_from_the_environment(fake_cupy, monkeypatch):
         backend.default_device()
 
 
-@pytest.mark.xfail(strict=True, reason="needs Parameter to move host data to the default device "
-                                       "(change proposed for minigen/nn/module.py); remove this "
-                                       "marker with that change")
 def test_parameter_from_host_data_goes_to_the_default_device(fake_cupy, monkeypatch):
     monkeypatch.setenv("MINIGEN_DEVICE", "cuda")
     assert nn.Parameter(np.zeros(3)).device == "cuda"
     assert nn.Parameter([1.0, 2.0]).device == "cuda"
+    assert nn.Parameter(np.zeros(3), device="cpu").device == "cpu"
+    assert nn.Linear(2, 2, device="cpu").weight.device == "cpu"
+    assert nn.Conv2d(1, 2, 3, device="cpu").weight.device == "cpu"
 
 
 # ----------------------------------------------------------------------------- what is missing

@@ -8,15 +8,9 @@ from .. import backend
 from .. import functional as F
 from ..ops.conv import pair
 from . import init
-from .module import Module, Parameter
+from .module import Module, empty_parameter
 
 __all__ = ["Conv2d", "ConvTranspose2d", "MaskedConv2d", "pixelcnn_mask"]
-
-
-def empty_parameter(shape, device=None, dtype=None):
-    """An uninitialised Parameter, float32 on $MINIGEN_DEVICE (or 'cpu') unless told otherwise."""
-    xp = backend.array_module_for(backend.default_device() if device is None else device)
-    return Parameter(xp.empty(shape, dtype="float32" if dtype is None else dtype))
 
 
 def check_positive_int(layer, name, value):

@@ -1,7 +1,8 @@
 """``Embedding``: a lookup table of learned vectors, one row per index."""
 from .. import functional as F
 from . import init
-from .conv import check_positive_int, empty_parameter
+from .conv import check_positive_int
+from .module import empty_parameter
 from .module import Module
 
 __all__ = ["Embedding"]

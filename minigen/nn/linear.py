@@ -1,10 +1,9 @@
 """``Linear`` (y = x W^T + b, PyTorch's layout and default init), ``Identity`` and ``Flatten``."""
 import math
 
-from .. import backend
 from .. import functional as F
 from . import init
-from .module import Module, Parameter
+from .module import Module, empty_parameter
 
 __all__ = ["Linear", "Identity", "Flatten"]
 
@@ -27,10 +26,8 @@ class Linear(Module):
         _check_features("in_features", in_features)
         _check_features("out_features", out_features)
         self.in_features, self.out_features = in_features, out_features
-        xp = backend.array_module_for(backend.default_device() if device is None else device)
-        dtype = "float32" if dtype is None else dtype
-        self.weight = Parameter(xp.empty((out_features, in_features), dtype=dtype))
-        self.bias = Parameter(xp.empty((out_features,), dtype=dtype)) if bias else None
+        self.weight = empty_parameter((out_features, in_features), device, dtype)
+        self.bias = empty_parameter((out_features,), device, dtype) if bias else None
         self.reset_parameters(generator)
 
     def reset_parameters(self, generator=None):

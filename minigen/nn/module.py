@@ -7,16 +7,28 @@ from collections import OrderedDict
 
 import numpy
 
+import numpy
+
 from .. import backend
 from ..autograd import Tensor
 
 
 class Parameter(Tensor):
-    """A tensor that is a model weight: requires grad, float32 unless given float data."""
+    """A tensor that is a model weight: requires grad, float32 unless given float data.
 
-    def __init__(self, data, requires_grad=True):
+    Host (NumPy) data goes to ``device``, or by default to $MINIGEN_DEVICE; GPU data stays put
+    unless ``device`` says otherwise.
+    """
+
+    def __init__(self, data, requires_grad=True, device=None):
         if isinstance(data, Tensor):
             data = data.data
+        if not hasattr(data, "dtype"):  # a list or a number
+            data = numpy.asarray(data, dtype="float32")
+        if device is None and backend.device_of(data) == "cpu":
+            device = backend.default_device()
+        if device is not None:
+            data = backend.to_device(data, device)
         if not hasattr(data, "dtype"):  # a list or a number
             data = numpy.asarray(data, dtype="float32")
         if data.dtype.kind != "f":
@@ -25,6 +37,13 @@ class Parameter(Tensor):
 
     def __repr__(self):
         return "Parameter containing:\n" + super().__repr__()
+
+
+def empty_parameter(shape, device=None, dtype=None):
+    """An uninitialised Parameter, float32 on $MINIGEN_DEVICE (or 'cpu') unless told otherwise."""
+    device = backend.default_device() if device is None else backend.check_device(device)
+    xp = backend.array_module_for(device)
+    return Parameter(xp.empty(shape, dtype="float32" if dtype is None else dtype), device=device)
 
 
 class Module:

@@ -2,7 +2,8 @@
 from .. import backend
 from .. import functional as F
 from . import init
-from .conv import check_positive_int, empty_parameter
+from .conv import check_positive_int
+from .module import empty_parameter
 from .module import Module
 
 __all__ = ["LayerNorm", "BatchNorm1d", "BatchNorm2d"]

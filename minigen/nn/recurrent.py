@@ -11,7 +11,8 @@ import math
 from .. import backend
 from .. import functional as F
 from . import init
-from .conv import check_positive_int, empty_parameter
+from .conv import check_positive_int
+from .module import empty_parameter
 from .module import Module
 
 __all__ = ["LSTMCell", "LSTM"]
