@@ -10,11 +10,13 @@ from hypothesis.extra import numpy as hnp
 
 import minigen
 import minigen.functional as F
+from devices import on_device, to_host
 from minigen import Function, Tensor, backend
 
 
 def leaf(array):
-    return Tensor(np.asarray(array, dtype=np.float64), requires_grad=True)
+    """A float64 leaf on the device under test."""
+    return minigen.tensor(np.asarray(array, dtype=np.float64), requires_grad=True)
 
 
 def randn(*shape, seed=0):
@@ -29,7 +31,8 @@ BINARY_OPS = {
     "mul": lambda a, b: a * b,
     "div": lambda a, b: a / (b * b + 1.0),
     "pow": lambda a, b: (a * a + 1.0) ** b,
-    "where": lambda a, b: F.where(np.array(True), a, b) * 2.0 + F.where(np.array(False), a, b),
+    "where": lambda a, b: (F.where(on_device(np.array(True)), a, b) * 2.0
+                           + F.where(on_device(np.array(False)), a, b)),
     "gaussian_nll_var": lambda a, b: F.gaussian_nll(a + b, b - a, a * a + 1.0, reduction="none"),
 }
 
@@ -49,13 +52,13 @@ def test_binary_op_gradients_are_summed_back_to_each_input_shape(name, shapes):
     assert a.grad.shape == shape_a and b.grad.shape == shape_b
 
     full = shapes.result_shape
-    a_full, b_full = leaf(np.broadcast_to(a.data, full)), leaf(np.broadcast_to(b.data, full))
+    a_full, b_full = leaf(np.broadcast_to(a.numpy(), full)), leaf(np.broadcast_to(b.numpy(), full))
     op(a_full, b_full).backward(upstream)
     for small, big, shape in ((a, a_full, shape_a), (b, b_full, shape_b)):
         lead = len(full) - len(shape)
-        expected = big.grad.sum(axis=tuple(range(lead))).sum(
+        expected = to_host(big.grad).sum(axis=tuple(range(lead))).sum(
             axis=tuple(i for i, n in enumerate(shape) if n == 1), keepdims=True).reshape(shape)
-        np.testing.assert_allclose(small.grad, expected, rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(to_host(small.grad), expected, rtol=1e-12, atol=1e-12)
 
 
 @settings(max_examples=10)
@@ -68,14 +71,15 @@ def test_matmul_batch_broadcasting_reduces_gradients_to_operand_shapes(shapes):
     out.backward(g)
     assert a.grad.shape == shape_a and b.grad.shape == shape_b
     # Linearity check: <g, a @ b> = <a.grad, a> = <b.grad, b>.
-    total = float((g * out.data).sum())
-    assert np.isclose((a.grad * a.data).sum(), total) and np.isclose((b.grad * b.data).sum(), total)
+    total = float((g * out.numpy()).sum())
+    assert np.isclose((to_host(a.grad) * a.numpy()).sum(), total)
+    assert np.isclose((to_host(b.grad) * b.numpy()).sum(), total)
 
 
 def test_linear_bias_gradient_sums_over_batch_axes():
     x, w, b = leaf(randn(2, 3, 4)), leaf(randn(5, 4)), leaf(randn(5))
     F.linear(x, w, b).sum().backward()
-    np.testing.assert_allclose(b.grad, np.full(5, 6.0))
+    np.testing.assert_allclose(to_host(b.grad), np.full(5, 6.0))
 
 
 # ----------------------------------------------------------------------------- deep graphs
@@ -88,7 +92,7 @@ def test_a_chain_of_100000_ops_backpropagates_without_recursion():
         y = y * c
     y.backward()
     assert sys.getrecursionlimit() == limit
-    np.testing.assert_allclose(x.grad, c ** 100_000, rtol=1e-9)  # (1 + 1e-5)^1e5 ~ e
+    np.testing.assert_allclose(to_host(x.grad), c ** 100_000, rtol=1e-9)  # (1 + 1e-5)^1e5 ~ e
 
 
 # ----------------------------------------------------------------------------- accumulation
@@ -96,10 +100,10 @@ def test_a_chain_of_100000_ops_backpropagates_without_recursion():
 def test_a_tensor_used_twice_gets_both_contributions():
     x = leaf([1.0, -2.0, 3.0])
     (x * x).sum().backward()
-    np.testing.assert_allclose(x.grad, 2 * x.data)
+    np.testing.assert_allclose(to_host(x.grad), 2 * x.numpy())
     x.grad = None
     (x + x).sum().backward()  # both inputs receive the same upstream array: must not alias
-    np.testing.assert_allclose(x.grad, [2.0, 2.0, 2.0])
+    np.testing.assert_allclose(to_host(x.grad), [2.0, 2.0, 2.0])
 
 
 def test_diamond_graph_accumulates_through_a_shared_intermediate():
@@ -107,14 +111,14 @@ def test_diamond_graph_accumulates_through_a_shared_intermediate():
     h = x.exp()                      # used by three consumers
     z = (h * h + 2.0 * h - h.sum()).sum()
     z.backward()
-    e = np.exp(x.data)
-    np.testing.assert_allclose(x.grad, (2 * e + 2.0 - 2.0) * e)  # d/dx [sum e^2x + 2e^x - 2 sum e^x]
+    e = np.exp(x.numpy())
+    np.testing.assert_allclose(to_host(x.grad), (2 * e + 2.0 - 2.0) * e)  # d/dx [sum e^2x + 2e^x - 2 sum e^x]
 
 
 def test_many_uses_of_one_leaf_accumulate():
     x = leaf(randn(3))
     sum(x * float(k) for k in range(1, 11)).sum().backward()
-    np.testing.assert_allclose(x.grad, np.full(3, 55.0))
+    np.testing.assert_allclose(to_host(x.grad), np.full(3, 55.0))
 
 
 class SameArrayTwice(Function):
@@ -135,8 +139,8 @@ def test_one_gradient_array_given_to_two_inputs_is_not_aliased_between_their_gra
     z.backward(g, retain_graph=True)
     z.backward(g)
     assert a.grad is not b.grad
-    np.testing.assert_allclose(a.grad, 2 * g)
-    np.testing.assert_allclose(b.grad, 2 * g)
+    np.testing.assert_allclose(to_host(a.grad), 2 * g)
+    np.testing.assert_allclose(to_host(b.grad), 2 * g)
 
 
 @pytest.mark.parametrize("make", [
@@ -148,30 +152,30 @@ def test_one_gradient_array_given_to_two_inputs_is_not_aliased_between_their_gra
     lambda x: x[...],
     lambda x: F.broadcast_to(x, (2, 3)),
     lambda x: F.concatenate([x[:1], x[1:]]),
-    lambda x: F.where(np.ones((2, 3), bool), x, 0.0),
+    lambda x: F.where(on_device(np.ones((2, 3), bool)), x, 0.0),
     lambda x: x.astype("float32").astype("float64"),
 ], ids=["leaf", "mul1", "add0", "reshape", "TT", "getitem", "broadcast", "concatenate", "where",
         "astype"])
 def test_leaf_grad_accumulates_across_backward_calls_and_upstream_grad_is_not_mutated(make):
     x = leaf(randn(2, 3))
-    g = randn(2, 3, seed=5)
-    g_before = g.copy()
+    g = on_device(randn(2, 3, seed=5))  # on the device, so that backward could alias it
+    g_before = to_host(g).copy()
     make(x).backward(g)
-    first = x.grad.copy()
+    first = to_host(x.grad).copy()
     make(x).backward(g)
-    np.testing.assert_array_equal(g, g_before)
+    np.testing.assert_array_equal(to_host(g), g_before)
     assert x.grad is not g
-    np.testing.assert_allclose(first, g, rtol=1e-6)
-    np.testing.assert_allclose(x.grad, 2 * first)
+    np.testing.assert_allclose(first, g_before, rtol=1e-6)
+    np.testing.assert_allclose(to_host(x.grad), 2 * first)
 
 
 def test_upstream_grad_is_not_mutated_when_two_paths_pass_it_through():
     x = leaf(randn(3))
-    g = np.ones(3)
+    g = on_device(np.ones(3))
     y = x + x.reshape(3)  # Add returns g twice; Reshape returns a view of it
     y.backward(g)
-    np.testing.assert_array_equal(g, np.ones(3))
-    np.testing.assert_allclose(x.grad, 2 * np.ones(3))
+    np.testing.assert_array_equal(to_host(g), np.ones(3))
+    np.testing.assert_allclose(to_host(x.grad), 2 * np.ones(3))
 
 
 # ----------------------------------------------------------------------------- freeing the graph
@@ -198,10 +202,10 @@ def test_retain_graph_gives_the_same_gradients_again_accumulated():
     x = leaf([0.3, -0.7])
     y = (x.exp() * x).sum()
     y.backward(retain_graph=True)
-    first = x.grad.copy()
+    first = to_host(x.grad).copy()
     y.backward()
-    np.testing.assert_allclose(x.grad, 2 * first)
-    np.testing.assert_allclose(first, np.exp(x.data) * (1 + x.data))
+    np.testing.assert_allclose(to_host(x.grad), 2 * first)
+    np.testing.assert_allclose(first, np.exp(x.numpy()) * (1 + x.numpy()))
 
 
 # ----------------------------------------------------------------------------- recording switches
@@ -233,14 +237,14 @@ def test_detach_stops_gradients_and_shares_data():
     d = x.detach()
     assert not d.requires_grad and d.is_leaf and d.data is x.data
     (d * x).sum().backward()
-    np.testing.assert_allclose(x.grad, [1.0, 2.0])  # d is a constant: d/dx (c x) = c
+    np.testing.assert_allclose(to_host(x.grad), [1.0, 2.0])  # d is a constant: d/dx (c x) = c
 
 
 def test_comparisons_make_boolean_tensors_without_grad():
     x = leaf([1.0, 2.0, 3.0])
     for mask in (x > 1.5, x <= 2.0, x == 2.0, x != 2.0, x >= x, x < 2):
         assert mask.dtype == bool and not mask.requires_grad
-    np.testing.assert_array_equal((x > 1.5).data, [False, True, True])
+    np.testing.assert_array_equal((x > 1.5).numpy(), [False, True, True])
 
 
 # ----------------------------------------------------------------------------- anomaly detection
@@ -252,7 +256,7 @@ def test_detect_anomaly_names_the_forward_op_that_made_a_nan():
         with pytest.raises(FloatingPointError, match=r"Log .*forward.*\(3,\)"):
             y.log()
     with np.errstate(all="ignore"):
-        assert np.isnan(y.log().data[0])  # off again outside the block
+        assert np.isnan(y.log().numpy()[0])  # off again outside the block
 
 
 def test_detect_anomaly_names_the_backward_op_that_made_an_inf():
@@ -286,7 +290,7 @@ SCALAR_OPS = {
 
 @pytest.mark.parametrize("name", SCALAR_OPS)
 def test_float32_stays_float32_with_python_scalars(name):
-    x = Tensor(np.array([0.25, 0.5, 0.75], np.float32), requires_grad=True)
+    x = minigen.tensor(np.array([0.25, 0.5, 0.75], np.float32), requires_grad=True)
     y = SCALAR_OPS[name](x)
     assert y.dtype == np.float32
     y.sum().backward()
@@ -301,12 +305,12 @@ def test_float64_works_end_to_end():
 
 
 def test_astype_is_differentiable_and_casts_the_gradient_back():
-    x = Tensor(np.array([1.0, 2.0], np.float32), requires_grad=True)
+    x = minigen.tensor(np.array([1.0, 2.0], np.float32), requires_grad=True)
     y = x.astype("float64")
     assert y.dtype == np.float64
     (y * y).sum().backward()
     assert x.grad.dtype == np.float32
-    np.testing.assert_allclose(x.grad, [2.0, 4.0])
+    np.testing.assert_allclose(to_host(x.grad), [2.0, 4.0])
 
 
 def test_mixing_devices_raises_naming_both(monkeypatch):
@@ -348,66 +352,73 @@ def test_tensor_factory_dtypes_follow_pytorch():
 def test_tensor_accessors():
     x = minigen.tensor([[1.0, 2.0], [3.0, 4.0]], requires_grad=True)
     assert x.shape == (2, 2) and x.ndim == 2 and x.size == 4 and len(x) == 2
-    assert x.device == "cpu" and x.to("cpu") is x and x.cpu() is x
+    assert x.device == backend.default_device() and x.to(x.device) is x and x.cpu().device == "cpu"
     assert x[0, 1].item() == 2.0 and isinstance(x[0, 1].item(), float)
     assert float(x[1, 1]) == 4.0 and int(x[1, 0]) == 3
     assert bool(x[0, 0] > 0.5) and not bool(x[0, 0] > 1.5)
     with pytest.raises(ValueError, match="one element"):
         x.item()
-    assert isinstance(x.numpy(), np.ndarray) and np.shares_memory(x.numpy(), x.data)
+    assert isinstance(x.numpy(), np.ndarray)
     assert x.astype("float64").dtype == np.float64 and x.double().dtype == np.float64
     assert x.float() is x
-    np.testing.assert_array_equal(x.T.data, x.data.T)
+    np.testing.assert_array_equal(x.T.numpy(), x.numpy().T)
     assert x.tolist() == [[1.0, 2.0], [3.0, 4.0]]
     assert [row.shape for row in x] == [(2,), (2,)]
     with pytest.raises(TypeError, match="0-d"):
         list(x[0, 0])
 
 
-def test_zero_dimensional_results_and_grads_are_arrays_not_numpy_scalars():
+@pytest.mark.cpu_only  # a CPU tensor is its own cpu() and shares its memory with numpy()
+def test_cpu_conversions_do_not_copy():
+    x = minigen.tensor([[1.0, 2.0], [3.0, 4.0]])
+    assert x.device == "cpu" and x.to("cpu") is x and x.cpu() is x
+    assert np.shares_memory(x.numpy(), x.data)
+
+
+def test_zero_dimensional_results_and_grads_are_arrays_not_numpy_scalars(xp):
     x = leaf(2.0)
     y = x * 3.0  # NumPy returns a scalar for 0-d arithmetic
-    assert isinstance(y.data, np.ndarray) and isinstance(Tensor(np.float64(1.0)).data, np.ndarray)
+    assert isinstance(y.data, xp.ndarray) and isinstance(Tensor(np.float64(1.0)).data, np.ndarray)
     y.backward()
-    assert isinstance(x.grad, np.ndarray) and x.grad.shape == ()
+    assert isinstance(x.grad, xp.ndarray) and x.grad.shape == ()
     x.grad[...] = 0.0  # writable in place, like any other gradient
 
 
 def test_indexing_with_a_boolean_tensor_from_a_comparison():
     x = leaf([-1.0, 2.0, -3.0, 4.0])
     x[x > 0].sum().backward()
-    np.testing.assert_array_equal(x.grad, [0.0, 1.0, 0.0, 1.0])
+    np.testing.assert_array_equal(to_host(x.grad), [0.0, 1.0, 0.0, 1.0])
 
 
 def test_rpow_values_and_gradient():
     x = leaf([0.5, -1.0])
     y = 2.0 ** x
-    np.testing.assert_allclose(y.data, 2.0 ** x.data)
+    np.testing.assert_allclose(y.numpy(), 2.0 ** x.numpy())
     y.sum().backward()
-    np.testing.assert_allclose(x.grad, 2.0 ** x.data * np.log(2.0))
-    base = np.array([3.0, 0.5])
-    z = base ** x  # NumPy array base defers to Tensor.__rpow__
+    np.testing.assert_allclose(to_host(x.grad), 2.0 ** x.numpy() * np.log(2.0))
+    base = on_device(np.array([3.0, 0.5]))
+    z = base ** x  # an array base (NumPy or CuPy) defers to Tensor.__rpow__
     assert isinstance(z, Tensor)
-    np.testing.assert_allclose(z.data, base ** x.data)
+    np.testing.assert_allclose(z.numpy(), to_host(base) ** x.numpy())
 
 
 @pytest.mark.parametrize("symbol", ["*", "+", "-", "/", "@", "**"])
-def test_numpy_array_on_the_left_returns_a_tensor(symbol):
+def test_an_array_on_the_left_returns_a_tensor(symbol):
     x = leaf([[1.0, 2.0], [3.0, 4.0]])
-    a = np.array([[2.0, 1.0], [0.5, 3.0]])
-    y = eval(f"a {symbol} x")  # NumPy defers to the Tensor's reflected operator
+    a = on_device(np.array([[2.0, 1.0], [0.5, 3.0]]))  # NumPy, or CuPy on the GPU run
+    y = eval(f"a {symbol} x")  # the array defers to the Tensor's reflected operator
     assert isinstance(y, Tensor) and y.requires_grad
-    np.testing.assert_allclose(y.data, eval(f"a {symbol} x.data"))
+    np.testing.assert_allclose(y.numpy(), to_host(eval(f"a {symbol} x.data")))
 
 
 def test_backward_on_a_leaf_accumulates_a_copy():
     x = leaf([1.0, 2.0])
-    g = np.array([0.5, 0.5])
+    g = on_device(np.array([0.5, 0.5]))
     x.backward(g)
     x.backward(g)
     assert x.grad is not g
-    np.testing.assert_allclose(x.grad, [1.0, 1.0])
-    np.testing.assert_allclose(g, [0.5, 0.5])
+    np.testing.assert_allclose(to_host(x.grad), [1.0, 1.0])
+    np.testing.assert_allclose(to_host(g), [0.5, 0.5])
 
 
 @settings(max_examples=10)
@@ -415,4 +426,4 @@ def test_backward_on_a_leaf_accumulates_a_copy():
 def test_gradient_of_sum_of_squares_is_twice_the_input(n):
     x = leaf(randn(n, seed=n))
     (x ** 2).sum().backward()
-    np.testing.assert_allclose(x.grad, 2 * x.data)
+    np.testing.assert_allclose(to_host(x.grad), 2 * x.numpy())

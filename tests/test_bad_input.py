@@ -4,11 +4,12 @@ import pytest
 
 import minigen
 import minigen.functional as F
-from minigen import Tensor
+from devices import on_device
 
 
 def t(*shape, dtype=np.float64):
-    return Tensor(np.ones(shape, dtype), requires_grad=np.dtype(dtype).kind == "f")
+    """Ones on the device under test (float ones require grad)."""
+    return minigen.tensor(np.ones(shape, dtype), requires_grad=np.dtype(dtype).kind == "f")
 
 
 def test_matmul_shape_mismatch_names_both_shapes():
@@ -30,7 +31,7 @@ def test_broadcasting_mismatch_names_the_op_and_both_shapes(op, name):
 
 def test_where_mismatch_names_the_shapes():
     with pytest.raises(ValueError, match=r"Where.*\(2, 3\) and \(2,\)"):
-        F.where(np.ones((2, 3), bool), t(2, 3), t(2))
+        F.where(on_device(np.ones((2, 3), bool)), t(2, 3), t(2))
 
 
 def test_backward_on_a_non_scalar_without_grad_explains_what_to_pass():
@@ -43,14 +44,14 @@ def test_backward_on_a_non_scalar_without_grad_explains_what_to_pass():
 
 def test_backward_on_a_tensor_without_grad_says_why():
     with pytest.raises(RuntimeError, match="does not require grad"):
-        Tensor(np.ones(2)).sum().backward()
+        minigen.tensor(np.ones(2)).sum().backward()
 
 
 def test_requires_grad_on_an_integer_tensor_is_refused_with_a_reason():
     with pytest.raises(TypeError, match="only floating-point tensors can require gradients.*int64"):
         minigen.tensor([1, 2], requires_grad=True)
     with pytest.raises(TypeError, match="floating-point"):
-        Tensor(np.arange(3)).requires_grad_()
+        minigen.tensor(np.arange(3)).requires_grad_()
 
 
 @pytest.mark.parametrize("call, pattern", [
@@ -75,8 +76,8 @@ def test_requires_grad_on_an_integer_tensor_is_refused_with_a_reason():
     (lambda: F.gaussian_nll(t(3), t(2), 1.0), r"gaussian_nll: input shape \(3,\) and target shape \(2,\)"),
     (lambda: F.mse_loss(t(3), t(3), reduction="avg"), r"reduction must be 'sum', 'mean' or 'none', got 'avg'"),
     (lambda: F.cross_entropy(t(4, 3), t(3, dtype=np.int64)), r"logits of shape \(4, 3\) need targets of shape \(4,\), got \(3,\)"),
-    (lambda: F.cross_entropy(t(2, 3), Tensor(np.array([0, 3]))), r"targets must lie in \[0, 3\), got values in \[0, 3\]"),
-    (lambda: F.cross_entropy(t(2), Tensor(np.array([0, 1]))), r"logits of shape \(2,\)"),
+    (lambda: F.cross_entropy(t(2, 3), minigen.tensor([0, 3])), r"targets must lie in \[0, 3\), got values in \[0, 3\]"),
+    (lambda: F.cross_entropy(t(2), minigen.tensor([0, 1])), r"logits of shape \(2,\)"),
 ])
 def test_shape_and_setting_errors_are_clear_value_errors(call, pattern):
     with pytest.raises(ValueError, match=pattern):
@@ -85,7 +86,7 @@ def test_shape_and_setting_errors_are_clear_value_errors(call, pattern):
 
 def test_cross_entropy_refuses_float_targets():
     with pytest.raises(TypeError, match="integer class indices, got dtype float64"):
-        F.cross_entropy(t(2, 3), Tensor(np.array([0.0, 1.0])))
+        F.cross_entropy(t(2, 3), minigen.tensor(np.array([0.0, 1.0])))
 
 
 def test_index_out_of_range_is_an_index_error():

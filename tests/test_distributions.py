@@ -7,6 +7,7 @@ from hypothesis import given, strategies as st
 from hypothesis.extra.numpy import arrays
 
 import minigen
+from devices import to_host
 from minigen import backend
 from minigen.distributions import Bernoulli, Categorical, Normal, kl_divergence
 
@@ -16,10 +17,6 @@ XP = backend.array_module_for(backend.default_device())
 def T(a, requires_grad=False):
     """A float64 tensor on the device under test."""
     return minigen.Tensor(XP.asarray(np.asarray(a, dtype=np.float64)), requires_grad=requires_grad)
-
-
-def host(t):
-    return t.numpy() if isinstance(t, minigen.Tensor) else backend.to_numpy(t)
 
 
 shapes = st.tuples(st.integers(1, 3), st.integers(1, 4))
@@ -42,20 +39,20 @@ def normal_params(draw):
 def test_normal_log_prob_and_entropy_match_scipy(params):
     loc, scale, x = params
     d = Normal(T(loc), T(scale))
-    np.testing.assert_allclose(host(d.log_prob(T(x))), stats.norm.logpdf(x, loc, scale), rtol=1e-12, atol=1e-12)
-    np.testing.assert_allclose(host(d.entropy()), stats.norm.entropy(loc, scale), rtol=1e-12)
+    np.testing.assert_allclose(to_host(d.log_prob(T(x))), stats.norm.logpdf(x, loc, scale), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(to_host(d.entropy()), stats.norm.entropy(loc, scale), rtol=1e-12)
     by_logvar = Normal(T(loc), logvar=T(2 * np.log(scale)))
-    np.testing.assert_allclose(host(by_logvar.log_prob(T(x))), host(d.log_prob(T(x))), rtol=1e-12, atol=1e-12)
-    np.testing.assert_allclose(host(by_logvar.scale), scale, rtol=1e-12)
+    np.testing.assert_allclose(to_host(by_logvar.log_prob(T(x))), to_host(d.log_prob(T(x))), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(to_host(by_logvar.scale), scale, rtol=1e-12)
 
 
 @given(arrays(np.float64, st.integers(1, 6), elements=unit), st.data())
 def test_bernoulli_log_prob_and_entropy_match_scipy(p, data):
     x = data.draw(arrays(np.float64, p.shape, elements=st.sampled_from([0.0, 1.0])))
     for d in (Bernoulli(probs=T(p)), Bernoulli(logits=T(np.log(p) - np.log1p(-p)))):
-        np.testing.assert_allclose(host(d.log_prob(T(x))), stats.bernoulli.logpmf(x, p), rtol=1e-10)
-        np.testing.assert_allclose(host(d.entropy()), stats.bernoulli.entropy(p), rtol=1e-10)
-        np.testing.assert_allclose(host(d.mean), p, rtol=1e-10)
+        np.testing.assert_allclose(to_host(d.log_prob(T(x))), stats.bernoulli.logpmf(x, p), rtol=1e-10)
+        np.testing.assert_allclose(to_host(d.entropy()), stats.bernoulli.entropy(p), rtol=1e-10)
+        np.testing.assert_allclose(to_host(d.mean), p, rtol=1e-10)
 
 
 @given(arrays(np.float64, st.tuples(st.integers(1, 3), st.integers(2, 5)), elements=positive), st.data())
@@ -64,15 +61,15 @@ def test_categorical_log_prob_and_entropy_match_scipy(w, data):
     k = np.array([data.draw(st.integers(0, p.shape[1] - 1)) for _ in range(p.shape[0])])
     expected = [stats.multinomial(1, row).logpmf(np.eye(p.shape[1])[j]) for row, j in zip(p, k)]
     for d in (Categorical(probs=T(w)), Categorical(logits=T(np.log(w) + 3.0))):  # unnormalised both
-        np.testing.assert_allclose(host(d.log_prob(XP.asarray(k))), expected, rtol=1e-10)
-        np.testing.assert_allclose(host(d.entropy()), stats.entropy(p, axis=-1), rtol=1e-10)
-        np.testing.assert_allclose(host(d.mean), p, rtol=1e-10)
+        np.testing.assert_allclose(to_host(d.log_prob(XP.asarray(k))), expected, rtol=1e-10)
+        np.testing.assert_allclose(to_host(d.entropy()), stats.entropy(p, axis=-1), rtol=1e-10)
+        np.testing.assert_allclose(to_host(d.mean), p, rtol=1e-10)
 
 
 def test_log_prob_broadcasts_sample_axes():
     d = Normal(T(np.zeros(3)), T(np.ones(3)))
     x = np.arange(6.0).reshape(2, 3)
-    np.testing.assert_allclose(host(d.log_prob(T(x))), stats.norm.logpdf(x), rtol=1e-12)
+    np.testing.assert_allclose(to_host(d.log_prob(T(x))), stats.norm.logpdf(x), rtol=1e-12)
     b = Bernoulli(logits=T(np.zeros(3)))
     assert b.log_prob(T(np.ones((4, 2, 3)))).shape == (4, 2, 3)
 
@@ -82,9 +79,9 @@ def test_log_prob_broadcasts_sample_axes():
 def assert_kl_matches_monte_carlo(p, q, n=200_000, seed=0):
     """mean over x ~ p of log p(x) - log q(x), within 5 standard errors of the closed form."""
     x = p.sample((n,), generator=seed)
-    terms = host(p.log_prob(x) - q.log_prob(x))
+    terms = to_host(p.log_prob(x) - q.log_prob(x))
     estimate, se = terms.mean(0), terms.std(0) / np.sqrt(n)
-    exact = host(kl_divergence(p, q))
+    exact = to_host(kl_divergence(p, q))
     assert np.all(np.abs(estimate - exact) <= 5 * se + 1e-9), (estimate, exact, se)
     assert np.all(exact >= -1e-12)
 
@@ -96,7 +93,7 @@ def test_kl_normal_normal_matches_monte_carlo(params, data):
     scale_q = data.draw(arrays(np.float64, loc.shape, elements=positive))
     p, q = Normal(T(loc), T(scale)), Normal(T(loc_q), logvar=T(2 * np.log(scale_q)))
     assert_kl_matches_monte_carlo(p, q, n=20_000)
-    np.testing.assert_allclose(host(kl_divergence(p, p)), 0, atol=1e-12)
+    np.testing.assert_allclose(to_host(kl_divergence(p, p)), 0, atol=1e-12)
 
 
 def test_kl_bernoulli_and_categorical_match_monte_carlo():
@@ -112,7 +109,7 @@ def test_kl_bernoulli_and_categorical_match_monte_carlo():
 def test_vae_kl_against_standard_normal_is_the_textbook_formula():
     mu, logvar = np.array([0.3, -1.0, 2.0]), np.array([0.5, -2.0, 0.0])
     kl = kl_divergence(Normal(T(mu), logvar=T(logvar)), Normal(T(np.zeros(3)), T(np.ones(3))))
-    np.testing.assert_allclose(host(kl), 0.5 * (np.exp(logvar) + mu ** 2 - 1 - logvar), rtol=1e-12)
+    np.testing.assert_allclose(to_host(kl), 0.5 * (np.exp(logvar) + mu ** 2 - 1 - logvar), rtol=1e-12)
 
 
 def test_kl_of_unsupported_pair_raises():
@@ -130,7 +127,7 @@ def test_rsample_gradients_pass_gradcheck_with_noise_fixed(params):
     minigen.gradcheck(lambda m, lv: Normal(m, logvar=lv).rsample(eps=eps),
                       [T(loc, True), T(np.log(scale), True)])
     z = Normal(T(loc), T(scale)).rsample(eps=eps)
-    np.testing.assert_allclose(host(z), loc + scale * host(eps), rtol=1e-12)
+    np.testing.assert_allclose(to_host(z), loc + scale * to_host(eps), rtol=1e-12)
 
 
 @given(normal_params())
@@ -152,14 +149,14 @@ def test_bernoulli_is_stable_at_extreme_logits():
     logits = T([1000.0, -1000.0, 1000.0, -1000.0], requires_grad=True)
     x = T([1.0, 1.0, 0.0, 0.0])
     log_p = Bernoulli(logits=logits).log_prob(x)
-    np.testing.assert_array_equal(host(log_p), [0.0, -1000.0, -1000.0, 0.0])
+    np.testing.assert_array_equal(to_host(log_p), [0.0, -1000.0, -1000.0, 0.0])
     log_p.sum().backward()
-    np.testing.assert_array_equal(host(logits.grad), [0.0, 1.0, -1.0, 0.0])  # d/dl = x - sigmoid(l)
+    np.testing.assert_array_equal(to_host(logits.grad), [0.0, 1.0, -1.0, 0.0])  # d/dl = x - sigmoid(l)
     # KL(p=1 || q=e^-1000) = -log q = 1000
     kl = kl_divergence(Bernoulli(logits=logits), Bernoulli(logits=T([-1000.0, 1000.0, 0.0, 0.0])))
-    np.testing.assert_allclose(host(kl), [1000.0, 1000.0, np.log(2), np.log(2)], rtol=1e-12)
-    assert np.all(np.isfinite(host(Bernoulli(logits=logits).entropy())))
-    assert np.all(np.isfinite(host(Bernoulli(probs=T([0.0, 1.0])).log_prob(T([0.0, 1.0])))))
+    np.testing.assert_allclose(to_host(kl), [1000.0, 1000.0, np.log(2), np.log(2)], rtol=1e-12)
+    assert np.all(np.isfinite(to_host(Bernoulli(logits=logits).entropy())))
+    assert np.all(np.isfinite(to_host(Bernoulli(probs=T([0.0, 1.0])).log_prob(T([0.0, 1.0])))))
 
 
 # ---- sampling ---------------------------------------------------------------------------------------
@@ -169,28 +166,28 @@ def test_samples_have_the_right_moments_and_no_gradient():
     loc, scale = T([0.5, -2.0], True), T([1.0, 0.1], True)
     z = Normal(loc, scale).sample((n,), generator=0)
     assert z.shape == (n, 2) and not z.requires_grad
-    np.testing.assert_allclose(host(z).mean(0), [0.5, -2.0], atol=5 * 1.0 / np.sqrt(n))
-    np.testing.assert_allclose(host(z).std(0), [1.0, 0.1], rtol=0.02)
+    np.testing.assert_allclose(to_host(z).mean(0), [0.5, -2.0], atol=5 * 1.0 / np.sqrt(n))
+    np.testing.assert_allclose(to_host(z).std(0), [1.0, 0.1], rtol=0.02)
     assert Normal(loc, scale).rsample((3,), generator=0).requires_grad
 
     p = np.array([0.1, 0.5, 0.9])
-    b = host(Bernoulli(probs=T(p)).sample((n,), generator=1))
+    b = to_host(Bernoulli(probs=T(p)).sample((n,), generator=1))
     assert set(np.unique(b)) <= {0.0, 1.0}
     np.testing.assert_allclose(b.mean(0), p, atol=5 * 0.5 / np.sqrt(n))
 
     w = np.array([0.2, 0.0, 0.3, 0.5])
-    c = host(Categorical(probs=T(w)).sample((n,), generator=2))
+    c = to_host(Categorical(probs=T(w)).sample((n,), generator=2))
     assert c.dtype == np.int64 and c.shape == (n,)
     np.testing.assert_allclose(np.bincount(c, minlength=4) / n, w, atol=5 * 0.5 / np.sqrt(n))
 
 
 def test_sampling_is_reproducible_with_a_seed():
     d = Normal(T(np.zeros(4)), T(np.ones(4)))
-    np.testing.assert_array_equal(host(d.sample((2,), generator=7)), host(d.sample((2,), generator=7)))
+    np.testing.assert_array_equal(to_host(d.sample((2,), generator=7)), to_host(d.sample((2,), generator=7)))
     minigen.manual_seed(3)
-    a = host(d.rsample())
+    a = to_host(d.rsample())
     minigen.manual_seed(3)
-    np.testing.assert_array_equal(a, host(d.rsample()))
+    np.testing.assert_array_equal(a, to_host(d.rsample()))
 
 
 # ---- bad input ----------------------------------------------------------------------------------------

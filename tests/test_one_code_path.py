@@ -106,8 +106,9 @@ def test_an_op_that_bypasses_the_array_module_is_caught(bad, error):
     case = Case([np.array([0.5, -1.0, 2.0])], {})
     with pytest.raises(error, match="StrictArray"):
         check_one_code_path(op, case)
-    # ... while the same op runs on NumPy, where the bug stays hidden
-    assert minigen.gradcheck(op.fn, [case.arrays[0].copy()])
+    # ... while the same op runs on NumPy (a CPU tensor, whatever the default device), where the
+    # bug stays hidden
+    assert minigen.gradcheck(op.fn, [Tensor(case.arrays[0].copy(), requires_grad=True)])
 
 
 # ----------------------------------------------------------------------------- the double itself

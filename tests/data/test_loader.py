@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given, strategies as st
 
 import minigen.random
+from devices import to_host
 from minigen.data import DataLoader, binarize_dynamic
 
 
@@ -26,9 +27,9 @@ def test_each_row_once_per_epoch(n, batch_size, shuffle, drop_last):
         if batches:
             full = batches if drop_last else batches[:-1]
             assert all(len(bx) == batch_size for bx, _ in full)
-            seen = np.concatenate([by for _, by in batches])
+            seen = np.concatenate([to_host(by) for _, by in batches])
             np.testing.assert_array_equal(
-                np.concatenate([bx for bx, _ in batches]), x[seen])  # arrays stay aligned
+                np.concatenate([to_host(bx) for bx, _ in batches]), x[seen])  # arrays stay aligned
             if drop_last:
                 assert len(seen) == expected_len * batch_size and len(set(seen)) == len(seen)
             else:
@@ -37,10 +38,10 @@ def test_each_row_once_per_epoch(n, batch_size, shuffle, drop_last):
                 np.testing.assert_array_equal(seen, y[:len(seen)])
 
 
-def test_single_array_yields_arrays():
+def test_single_array_yields_arrays(xp):
     x, _ = rows(5)
-    batches = list(DataLoader(x, batch_size=2))
-    assert all(isinstance(b, np.ndarray) for b in batches)
+    batches = list(DataLoader(x, batch_size=2))  # on the default device
+    assert all(isinstance(b, xp.ndarray) for b in batches)
     assert [len(b) for b in batches] == [2, 2, 1]
 
 
@@ -48,7 +49,7 @@ def test_shuffle_is_seeded_and_changes_each_epoch():
     _, y = rows(50)
 
     def epochs(loader, k=3):
-        return [np.concatenate(list(loader)) for _ in range(k)]
+        return [np.concatenate([to_host(b) for b in loader]) for _ in range(k)]
 
     a = epochs(DataLoader(y, batch_size=7, shuffle=True, seed=1))
     b = epochs(DataLoader(y, batch_size=7, shuffle=True, generator=1))
@@ -69,8 +70,9 @@ def test_transform_applies_to_the_inputs():
     loader = DataLoader(x, y, batch_size=4, transform=lambda b: b * 2)
     for bx, by in loader:
         assert (bx == 1.0).all()
-    np.testing.assert_array_equal(np.concatenate([by for _, by in loader]), y)
-    binary = np.concatenate(list(DataLoader(x, batch_size=4, transform=binarize_dynamic, seed=0)))
+    np.testing.assert_array_equal(np.concatenate([to_host(by) for _, by in loader]), y)
+    binary = np.concatenate([to_host(b) for b in DataLoader(x, batch_size=4, transform=binarize_dynamic,
+                                                            seed=0)])
     assert set(np.unique(binary)) == {0.0, 1.0}
     assert (x == 0.5).all()  # the data itself is untouched
 

@@ -6,6 +6,7 @@ from hypothesis import strategies as st
 from scipy.special import gammaln, logsumexp, multigammaln
 from scipy.stats import multivariate_t
 
+from devices import on_device, to_host
 from minigen.models import BayesianGaussianMixture
 
 
@@ -39,12 +40,12 @@ def test_elbo_never_decreases(seed, sizes, n_features, n_components, alpha0, ini
     n_components = min(n_components, len(X))
     model = BayesianGaussianMixture(n_components, weight_concentration_prior=alpha0, tol=0.0,
                                     max_iter=40, init_params=init_params,
-                                    random_state=seed).fit(X)
+                                    random_state=seed).fit(on_device(X))
     elbo = np.array(model.elbo_history_)
     # the ELBO sums O(N D) terms of order one and can itself be near 0: rounding scales with N D
     scale = np.maximum(np.abs(elbo[:-1]), X.size)
     assert np.all(np.diff(elbo) >= -1e-10 * scale), np.diff(elbo).min()
-    assert np.all(np.isfinite(elbo)) and model.weights_.sum() == pytest.approx(1.0)
+    assert np.all(np.isfinite(elbo)) and float(model.weights_.sum()) == pytest.approx(1.0)
 
 
 @pytest.mark.parametrize("n_features", [1, 3])
@@ -52,7 +53,7 @@ def test_elbo_equals_the_log_evidence_with_one_component(n_features):
     # K = 1: q(mu, Lambda) is the exact Normal-Wishart posterior, so the ELBO is log p(X)
     X = blobs(0, [40], n_features)
     m0, W0_inv = np.full(n_features, 0.5), np.diag(np.arange(1.0, n_features + 1))
-    model = BayesianGaussianMixture(1, mean_prior=m0, covariance_prior=W0_inv, **PRIORS).fit(X)
+    model = BayesianGaussianMixture(1, mean_prior=m0, covariance_prior=W0_inv, **PRIORS).fit(on_device(X))
     assert model.lower_bound_ == pytest.approx(log_evidence(X, m0, 0.5, W0_inv, 4.0), rel=1e-10)
 
 
@@ -64,7 +65,7 @@ def test_elbo_equals_log_joint_of_separated_clusters():
     m0, W0_inv, alpha0 = np.zeros(2), np.eye(2), 0.7
     model = BayesianGaussianMixture(2, weight_concentration_prior=alpha0, mean_prior=m0,
                                     covariance_prior=W0_inv, random_state=0, **PRIORS)
-    model.fit(np.vstack([X1, X2]))
+    model.fit(on_device(np.vstack([X1, X2])))
     log_p_Z = (gammaln(2 * alpha0) - gammaln(50 + 2 * alpha0)
                + gammaln(30 + alpha0) + gammaln(20 + alpha0) - 2 * gammaln(alpha0))
     expected = (log_evidence(X1, m0, 0.5, W0_inv, 4.0) + log_evidence(X2, m0, 0.5, W0_inv, 4.0)
@@ -78,44 +79,47 @@ def test_superfluous_components_are_switched_off():
     weights = np.array([0.2, 0.3, 0.5])
     X = means[rng.choice(3, size=900, p=weights)] + rng.normal(size=(900, 2))
     model = BayesianGaussianMixture(8, weight_concentration_prior=1e-3, max_iter=500,
-                                    random_state=0).fit(X)
+                                    random_state=0).fit(on_device(X))
     assert model.converged_
-    active = model.weights_ > 0.01
+    fitted_weights, fitted_means = to_host(model.weights_), to_host(model.means_)
+    active = fitted_weights > 0.01
     assert active.sum() == 3  # the effective number of components
-    order = np.argsort(model.means_[active, 0] + 2 * model.means_[active, 1])
-    np.testing.assert_allclose(model.means_[active][order], means, atol=0.2)
-    np.testing.assert_allclose(model.weights_[active][order], weights, atol=0.04)
+    order = np.argsort(fitted_means[active, 0] + 2 * fitted_means[active, 1])
+    np.testing.assert_allclose(fitted_means[active][order], means, atol=0.2)
+    np.testing.assert_allclose(fitted_weights[active][order], weights, atol=0.04)
 
 
 def test_posterior_predictive_is_a_student_t_mixture():
     X = blobs(1, [60, 40], 3)
-    model = BayesianGaussianMixture(2, random_state=0).fit(X)
+    model = BayesianGaussianMixture(2, random_state=0).fit(on_device(X))
     D = 3
     X_new = np.random.default_rng(2).normal(size=(25, D)) * 4
+    concentration = to_host(model.weight_concentration_)
     log_terms = []
-    for alpha, m, beta, nu, cov in zip(model.weight_concentration_, model.means_,
-                                       model.mean_precision_, model.degrees_of_freedom_,
-                                       model.covariances_):
+    for alpha, m, beta, nu, cov in zip(concentration, to_host(model.means_),
+                                       to_host(model.mean_precision_),
+                                       to_host(model.degrees_of_freedom_),
+                                       to_host(model.covariances_)):
         dof = nu + 1 - D
         shape = (1 + beta) / (dof * beta) * (nu * cov)  # L_k^-1, with W_k^-1 = nu_k covariances_
-        log_terms.append(np.log(alpha / model.weight_concentration_.sum())
+        log_terms.append(np.log(alpha / concentration.sum())
                          + multivariate_t(m, shape, df=dof).logpdf(X_new))
     expected = logsumexp(np.stack(log_terms, axis=1), axis=1)
-    np.testing.assert_allclose(model.score_samples(X_new), expected, rtol=1e-10)
+    np.testing.assert_allclose(to_host(model.score_samples(X_new)), expected, rtol=1e-10)
     assert model.score(X_new) == pytest.approx(expected.mean(), rel=1e-10)
 
 
 def test_responsibilities_and_prediction():
     X = blobs(3, [50, 50], 2)
-    model = BayesianGaussianMixture(3, random_state=0).fit(X)
-    resp = model.predict_proba(X * 3)
+    model = BayesianGaussianMixture(3, random_state=0).fit(on_device(X))
+    resp = to_host(model.predict_proba(X * 3))
     np.testing.assert_allclose(resp.sum(axis=1), 1.0, rtol=1e-12)
-    np.testing.assert_array_equal(model.predict(X * 3), resp.argmax(axis=1))
+    np.testing.assert_array_equal(to_host(model.predict(X * 3)), resp.argmax(axis=1))
     assert model.covariances_.shape == (3, 2, 2) and model.means_.shape == (3, 2)
 
 
 def test_bad_input_is_rejected():
-    X = blobs(0, [15, 15], 2)
+    X = on_device(blobs(0, [15, 15], 2))
     with pytest.raises(ValueError, match="larger than n_samples=30"):
         BayesianGaussianMixture(31).fit(X)
     with pytest.raises(ValueError, match="degrees_of_freedom_prior must be > 1"):

@@ -5,6 +5,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from scipy.stats import multivariate_normal
 
+from devices import on_device, to_host
 from minigen.models import GaussianMixtureCAVI
 
 
@@ -29,12 +30,12 @@ def test_elbo_never_decreases(seed, sizes, n_features, n_components, prior_std):
     X, _ = mixture(seed, sizes, n_features)
     n_components = min(n_components, len(X))
     model = GaussianMixtureCAVI(n_components, prior_std=prior_std, max_iter=40, tol=0.0,
-                                random_state=seed).fit(X)
+                                random_state=seed).fit(on_device(X))
     elbo = np.array(model.elbo_history_)
     # the ELBO sums O(N D) terms of order one and can itself be near 0: rounding scales with N D
     scale = np.maximum(np.abs(elbo[:-1]), X.size)
     assert np.all(np.diff(elbo) >= -1e-10 * scale), np.diff(elbo).min()
-    np.testing.assert_allclose(model.phi_.sum(axis=1), 1.0, rtol=1e-12)
+    np.testing.assert_allclose(to_host(model.phi_).sum(axis=1), 1.0, rtol=1e-12)
     assert model.lower_bound_ == elbo[-1] and len(elbo) == model.n_iter_
 
 
@@ -42,11 +43,11 @@ def test_elbo_never_decreases(seed, sizes, n_features, n_components, prior_std):
 def test_elbo_equals_the_log_evidence_with_one_component(n_features):
     # with K = 1, q(c) is exact and q(mu) is the exact Gaussian posterior: the bound is tight
     X, _ = mixture(0, [30], n_features)
-    model = GaussianMixtureCAVI(1, prior_std=3.0, random_state=0).fit(X)
+    model = GaussianMixtureCAVI(1, prior_std=3.0, random_state=0).fit(on_device(X))
     assert model.lower_bound_ == pytest.approx(log_evidence(X, 3.0), rel=1e-10)
     posterior_precision = 1 / 9 + len(X)
-    np.testing.assert_allclose(model.m_[0], X.sum(axis=0) / posterior_precision)
-    assert model.s2_[0] == pytest.approx(1 / posterior_precision)
+    np.testing.assert_allclose(to_host(model.m_[0]), X.sum(axis=0) / posterior_precision)
+    assert float(model.s2_[0]) == pytest.approx(1 / posterior_precision)
 
 
 def test_elbo_equals_log_joint_of_separated_clusters():
@@ -54,7 +55,7 @@ def test_elbo_equals_log_joint_of_separated_clusters():
     # the exact posterior given them, so ELBO = log p(X, c) = sum_k log p(X_k) + N log(1/K)
     rng = np.random.default_rng(1)
     X1, X2 = rng.normal(size=(20, 2)) + 30, rng.normal(size=(25, 2)) - 30
-    model = GaussianMixtureCAVI(2, prior_std=30.0, random_state=0).fit(np.vstack([X1, X2]))
+    model = GaussianMixtureCAVI(2, prior_std=30.0, random_state=0).fit(on_device(np.vstack([X1, X2])))
     expected = log_evidence(X1, 30.0) + log_evidence(X2, 30.0) + 45 * np.log(0.5)
     assert model.lower_bound_ == pytest.approx(expected, rel=1e-10)
 
@@ -63,16 +64,17 @@ def test_recovers_separated_means():
     mu = np.array([[0.0, 0.0], [6.0, 0.0], [0.0, 6.0]])
     labels = np.repeat([0, 1, 2], [300, 200, 250])
     X = mu[labels] + np.random.default_rng(2).normal(size=(750, 2))
-    model = GaussianMixtureCAVI(3, prior_std=10.0, random_state=0).fit(X)
+    model = GaussianMixtureCAVI(3, prior_std=10.0, random_state=0).fit(on_device(X))
     assert model.converged_
-    order = np.argsort(model.m_[:, 0] + 2 * model.m_[:, 1])
-    np.testing.assert_allclose(model.m_[order], mu, atol=0.2)
-    assert np.mean(model.predict(X) == order[labels]) > 0.98
-    np.testing.assert_allclose(model.predict_proba(X[:7]), model.phi_[:7], atol=1e-6)
+    m = to_host(model.m_)
+    order = np.argsort(m[:, 0] + 2 * m[:, 1])
+    np.testing.assert_allclose(m[order], mu, atol=0.2)
+    assert np.mean(to_host(model.predict(X)) == order[labels]) > 0.98
+    np.testing.assert_allclose(to_host(model.predict_proba(X[:7])), to_host(model.phi_[:7]), atol=1e-6)
 
 
 def test_bad_input_is_rejected():
-    X, _ = mixture(0, [10, 10], 2)
+    X = on_device(mixture(0, [10, 10], 2)[0])
     with pytest.raises(ValueError, match="larger than n_samples=20"):
         GaussianMixtureCAVI(21).fit(X)
     with pytest.raises(ValueError, match="prior_std must be > 0"):

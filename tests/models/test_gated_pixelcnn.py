@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import minigen
+from devices import on_device
 from minigen.models import GatedPixelCNN
 from minigen.models.pixelcnn import gate
 from test_pixelcnn import check_causal, make
@@ -52,6 +53,7 @@ def test_class_label_enters_every_layer():
     names = [name for name, _ in model.named_parameters() if "class" in name]
     assert len(names) == 2 * len(model.layers)  # V_f/V_g tables for both stacks of each layer
     for layer in model.layers:
-        layer.class_h.weight.data[...] = np.random.default_rng(0).standard_normal(layer.class_h.weight.shape)
+        weight = layer.class_h.weight
+        weight.data[...] = on_device(np.random.default_rng(0).standard_normal(weight.shape))
     x = np.zeros((1, 1, 3, 3), dtype=int)
     assert model.log_prob(x, y=0).item() != pytest.approx(model.log_prob(x, y=3).item())

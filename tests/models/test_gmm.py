@@ -1,4 +1,6 @@
 """GaussianMixture: EM's guarantees, densities against scipy, recovery, sampling, bad input."""
+import re
+
 import numpy as np
 import pytest
 from hypothesis import given
@@ -6,6 +8,7 @@ from hypothesis import strategies as st
 from scipy.special import logsumexp
 from scipy.stats import multivariate_normal
 
+from devices import on_device, to_host
 from minigen.models import GaussianMixture
 from minigen.models.gmm import COVARIANCE_TYPES
 
@@ -22,9 +25,9 @@ def blobs(seed, n_per_component, n_features, spread=6.0):
 
 
 def component_covariances(gmm):
-    """(K, D, D) full covariance matrices whatever the covariance type."""
+    """(K, D, D) full covariance matrices (on the host) whatever the covariance type."""
     K, d = gmm.means_.shape
-    cov = gmm.covariances_
+    cov = to_host(gmm.covariances_)
     if gmm.covariance_type == "tied":
         return np.broadcast_to(cov, (K, d, d))
     if gmm.covariance_type == "diag":
@@ -45,7 +48,7 @@ def test_em_never_decreases_the_log_likelihood(seed, covariance_type, n_features
     X += 10.0 * y[:, None]
     n_components = data.draw(st.integers(1, len(sizes)))
     gmm = GaussianMixture(n_components, covariance_type=covariance_type, reg_covar=0.0, tol=0.0,
-                          max_iter=30, init_params=init_params, random_state=seed).fit(X)
+                          max_iter=30, init_params=init_params, random_state=seed).fit(on_device(X))
     history = np.array(gmm.log_likelihood_history_)
     assert len(history) == gmm.n_iter_ + 1 == 31
     steps = np.diff(history)
@@ -59,26 +62,26 @@ def test_em_never_decreases_the_log_likelihood(seed, covariance_type, n_features
 def test_responsibilities_are_a_distribution(seed, covariance_type, n_components):
     X, _ = blobs(seed, [30, 30], 2)
     gmm = GaussianMixture(n_components, covariance_type=covariance_type, max_iter=10,
-                          random_state=seed).fit(X)
+                          random_state=seed).fit(on_device(X))
     X_new = np.random.default_rng(seed).normal(size=(50, 2)) * 20  # includes far-away points
-    resp = gmm.predict_proba(X_new)
+    resp = to_host(gmm.predict_proba(X_new))
     assert resp.shape == (50, n_components)
     assert np.all(resp >= 0)
     np.testing.assert_allclose(resp.sum(axis=1), 1.0, rtol=1e-12)
-    np.testing.assert_array_equal(gmm.predict(X_new), resp.argmax(axis=1))
+    np.testing.assert_array_equal(to_host(gmm.predict(X_new)), resp.argmax(axis=1))
 
 
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
 def test_log_density_matches_scipy(covariance_type):
     X, _ = blobs(0, [40, 60, 50], 3)
-    gmm = GaussianMixture(3, covariance_type=covariance_type, random_state=0).fit(X)
+    gmm = GaussianMixture(3, covariance_type=covariance_type, random_state=0).fit(on_device(X))
     X_new = np.random.default_rng(1).normal(size=(20, 3)) * 5
     cov = component_covariances(gmm)
     log_joint = np.stack([np.log(w) + multivariate_normal(m, c).logpdf(X_new)
-                          for w, m, c in zip(gmm.weights_, gmm.means_, cov)], axis=1)
-    np.testing.assert_allclose(gmm.score_samples(X_new), logsumexp(log_joint, axis=1),
+                          for w, m, c in zip(to_host(gmm.weights_), to_host(gmm.means_), cov)], axis=1)
+    np.testing.assert_allclose(to_host(gmm.score_samples(X_new)), logsumexp(log_joint, axis=1),
                                rtol=1e-10)
-    np.testing.assert_allclose(gmm.predict_proba(X_new),
+    np.testing.assert_allclose(to_host(gmm.predict_proba(X_new)),
                                np.exp(log_joint - logsumexp(log_joint, axis=1)[:, None]),
                                atol=1e-10)
     assert gmm.score(X_new) == pytest.approx(np.mean(logsumexp(log_joint, axis=1)), rel=1e-10)
@@ -87,11 +90,11 @@ def test_log_density_matches_scipy(covariance_type):
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
 def test_fitted_shapes(covariance_type):
     X, _ = blobs(0, [20, 30], 3)
-    gmm = GaussianMixture(2, covariance_type=covariance_type, random_state=0).fit(X)
+    gmm = GaussianMixture(2, covariance_type=covariance_type, random_state=0).fit(on_device(X))
     shape = {"full": (2, 3, 3), "tied": (3, 3), "diag": (2, 3), "spherical": (2,)}
     assert gmm.covariances_.shape == gmm.precisions_cholesky_.shape == shape[covariance_type]
     assert gmm.means_.shape == (2, 3) and gmm.weights_.shape == (2,)
-    assert gmm.converged_ and gmm.weights_.sum() == pytest.approx(1.0)
+    assert gmm.converged_ and float(gmm.weights_.sum()) == pytest.approx(1.0)
 
 
 def test_recovers_means_and_weights_of_separated_clusters():
@@ -100,29 +103,34 @@ def test_recovers_means_and_weights_of_separated_clusters():
     weights = np.array([0.2, 0.3, 0.5])
     labels = rng.choice(3, size=3000, p=weights)
     X = means[labels] + rng.normal(size=(3000, 2)) @ np.array([[1.0, 0.3], [0.0, 0.8]])
-    gmm = GaussianMixture(3, random_state=0).fit(X)
-    order = np.argsort(gmm.means_[:, 0] + 2 * gmm.means_[:, 1])
-    np.testing.assert_allclose(gmm.means_[order], means, atol=0.15)
-    np.testing.assert_allclose(gmm.weights_[order], weights, atol=0.03)
-    assert np.mean(gmm.predict(X) == order[labels]) > 0.99
+    gmm = GaussianMixture(3, random_state=0).fit(on_device(X))
+    fitted_means, fitted_weights = to_host(gmm.means_), to_host(gmm.weights_)
+    order = np.argsort(fitted_means[:, 0] + 2 * fitted_means[:, 1])
+    np.testing.assert_allclose(fitted_means[order], means, atol=0.15)
+    np.testing.assert_allclose(fitted_weights[order], weights, atol=0.03)
+    assert np.mean(to_host(gmm.predict(X)) == order[labels]) > 0.99
 
 
 def test_sample_matches_the_model():
     X, _ = blobs(3, [100, 200], 2)
-    gmm = GaussianMixture(2, random_state=0).fit(X)
-    S, labels = gmm.sample(40000)
+    gmm = GaussianMixture(2, random_state=0).fit(on_device(X))
+    S, labels = map(to_host, gmm.sample(40000))
     assert S.shape == (40000, 2) and labels.shape == (40000,)
-    np.testing.assert_allclose(np.bincount(labels, minlength=2) / 40000, gmm.weights_, atol=0.01)
-    for k in range(2):
-        np.testing.assert_allclose(S[labels == k].mean(axis=0), gmm.means_[k], atol=0.05)
-        np.testing.assert_allclose(np.cov(S[labels == k].T), gmm.covariances_[k], atol=0.1)
-    np.testing.assert_array_equal(gmm.sample(5)[0], gmm.sample(5)[0])  # int random_state
-    assert not np.array_equal(gmm.sample(5, random_state=1)[0], gmm.sample(5, random_state=2)[0])
+    weights, means, covariances = to_host(gmm.weights_), to_host(gmm.means_), to_host(gmm.covariances_)
+    np.testing.assert_allclose(np.bincount(labels, minlength=2) / 40000, weights, atol=0.01)
+    for k in range(2):  # whitened by the model's mean and covariance: mean 0, covariance I
+        Z = np.linalg.solve(np.linalg.cholesky(covariances[k]), (S[labels == k] - means[k]).T).T
+        # standard errors at >= 10,000 samples: 0.01 for the mean, <= 0.015 for the covariance
+        np.testing.assert_allclose(Z.mean(axis=0), 0.0, atol=0.05)
+        np.testing.assert_allclose(np.cov(Z.T), np.eye(2), atol=0.075)
+    np.testing.assert_array_equal(to_host(gmm.sample(5)[0]), to_host(gmm.sample(5)[0]))  # int random_state
+    assert not np.array_equal(to_host(gmm.sample(5, random_state=1)[0]),
+                              to_host(gmm.sample(5, random_state=2)[0]))
 
 
 def test_bic_aic_count_parameters():
     X, _ = blobs(0, [50, 50], 3)
-    gmm = GaussianMixture(2, random_state=0).fit(X)
+    gmm = GaussianMixture(2, random_state=0).fit(on_device(X))
     n_params = 2 * 6 + 2 * 3 + 1  # covariances, means, weights
     log_l = gmm.score(X) * len(X)
     assert gmm.bic(X) == pytest.approx(-2 * log_l + n_params * np.log(len(X)))
@@ -131,15 +139,15 @@ def test_bic_aic_count_parameters():
 
 def test_n_init_keeps_the_best_run():
     X, _ = blobs(5, [30, 30, 30, 30], 2, spread=3.0)
-    one = GaussianMixture(4, init_params="random", n_init=1, random_state=0).fit(X)
-    best = GaussianMixture(4, init_params="random", n_init=5, random_state=0).fit(X)
+    one = GaussianMixture(4, init_params="random", n_init=1, random_state=0).fit(on_device(X))
+    best = GaussianMixture(4, init_params="random", n_init=5, random_state=0).fit(on_device(X))
     assert best.lower_bound_ >= one.lower_bound_  # the first of the five runs is `one`
     assert best.lower_bound_ == pytest.approx(best.score(X))
 
 
 def test_float32_input_stays_float32():
     X, _ = blobs(0, [30, 30], 2)
-    gmm = GaussianMixture(2, random_state=0).fit(X.astype(np.float32))
+    gmm = GaussianMixture(2, random_state=0).fit(on_device(X.astype(np.float32)))
     assert gmm.means_.dtype == gmm.covariances_.dtype == np.float32
 
 
@@ -149,14 +157,14 @@ def test_non_finite_input_is_rejected(bad, message):
     X, _ = blobs(0, [20, 20], 2)
     X[3, 1] = bad
     with pytest.raises(ValueError, match=message):
-        GaussianMixture(2).fit(X)
-    gmm = GaussianMixture(2, random_state=0).fit(np.nan_to_num(X, posinf=0.0))
+        GaussianMixture(2).fit(on_device(X))
+    gmm = GaussianMixture(2, random_state=0).fit(on_device(np.nan_to_num(X, posinf=0.0)))
     with pytest.raises(ValueError, match="finite"):
         gmm.predict(X)
 
 
 def test_bad_shapes_and_hyper_parameters_are_rejected():
-    X, _ = blobs(0, [20, 20], 2)
+    X = on_device(blobs(0, [20, 20], 2)[0])
     with pytest.raises(ValueError, match="larger than n_samples=40"):
         GaussianMixture(41).fit(X)
     with pytest.raises(ValueError, match=r"2-D array .* shape \(40,\)"):
@@ -175,27 +183,32 @@ def test_collapsing_component_is_reported_not_nan(covariance_type):
     # one cluster is a single point repeated: its covariance is zero up to rounding
     rng = np.random.default_rng(0)
     X = np.concatenate([rng.normal(size=(50, 2)), np.tile([[10.0, 10.0]], (20, 1))])
-    with pytest.raises(ValueError, match=r"component\(s\) \[0\] became singular at EM iteration 0"
-                                         r".*Increase reg_covar \(now 0.0\)"):
-        GaussianMixture(2, covariance_type=covariance_type, reg_covar=0.0, random_state=0).fit(X)
+    with pytest.raises(ValueError, match=r"component\(s\) \[\d\] became singular at EM iteration 0"
+                                         r".*Increase reg_covar \(now 0.0\)") as info:
+        GaussianMixture(2, covariance_type=covariance_type, reg_covar=0.0, random_state=0).fit(on_device(X))
+    # the component named is the one on the repeated point (its index depends on the device's draws)
+    message = str(info.value)
+    named = int(re.search(r"component\(s\) \[(\d)\]", message).group(1))
+    counts = re.search(r"effective samples per component: ([\d.]+), ([\d.]+)", message).groups()
+    assert float(counts[named]) == 20
     gmm = GaussianMixture(2, covariance_type=covariance_type, reg_covar=1e-6,
-                          random_state=0).fit(X)
-    assert np.all(np.isfinite(gmm.score_samples(X)))
+                          random_state=0).fit(on_device(X))
+    assert np.all(np.isfinite(to_host(gmm.score_samples(X))))
 
 
 def test_constant_feature_needs_reg_covar():
     X, _ = blobs(0, [20, 20], 2)
     X[:, 1] = 3.0
     with pytest.raises(ValueError, match="constant feature"):
-        GaussianMixture(2, covariance_type="tied", reg_covar=0.0, random_state=0).fit(X)
-    assert np.isfinite(GaussianMixture(2, covariance_type="tied", random_state=0).fit(X).score(X))
+        GaussianMixture(2, covariance_type="tied", reg_covar=0.0, random_state=0).fit(on_device(X))
+    assert np.isfinite(GaussianMixture(2, covariance_type="tied", random_state=0).fit(on_device(X)).score(X))
 
 
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
 def test_fewer_distinct_points_than_components_is_reported(covariance_type):
     X = np.repeat(np.array([[0.0, 1.0], [2.0, 3.0], [5.0, 1.0]]), 10, axis=0)
     with pytest.raises(ValueError, match="only 3 distinct samples, fewer than n_components=4"):
-        GaussianMixture(4, covariance_type=covariance_type).fit(X)
+        GaussianMixture(4, covariance_type=covariance_type).fit(on_device(X))
 
 
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)

@@ -9,16 +9,13 @@ import pytest
 
 import minigen
 import minigen.functional as F
+from devices import to_host
 from minigen import backend
 from minigen.data import load_digits
 from minigen.models import VAE
 from minigen.models.gradient_estimators import gradient_samples, score_function_surrogate
 
 XP = backend.array_module_for(backend.default_device())
-
-
-def host(a):
-    return a.numpy() if isinstance(a, minigen.Tensor) else backend.to_numpy(a)
 
 
 def linear_gaussian_vae(seed=0):
@@ -50,8 +47,8 @@ def linear_case():
     for p in params:
         p.grad = None
     exact_elbo(model, x).backward()
-    exact = np.concatenate([host(p.grad).ravel() for p in params])
-    draws = {name: host(gradient_samples(model, x, name, 1500, generator=1))
+    exact = np.concatenate([to_host(p.grad).ravel() for p in params])
+    draws = {name: to_host(gradient_samples(model, x, name, 1500, generator=1))
              for name in ("reparameterised", "score_function")}
     return model, x, exact, draws
 
@@ -59,7 +56,7 @@ def linear_case():
 def test_closed_form_elbo_matches_the_models_monte_carlo_elbo(linear_case):
     model, x, _, _ = linear_case
     reps = 20_000
-    draws = host(model.elbo(XP.tile(x, (reps, 1)), generator=0).elbo)
+    draws = to_host(model.elbo(XP.tile(x, (reps, 1)), generator=0).elbo)
     assert abs(draws.mean() - exact_elbo(model, x).item()) <= 5 * draws.std() / math.sqrt(reps)
 
 
@@ -103,10 +100,10 @@ def test_reparameterisation_has_lower_variance_on_digits_with_and_without_a_base
     model = VAE((1, 8, 8), (32,), 4)
     images, _ = load_digits()
     x = XP.asarray((np.random.default_rng(0).random((16, 1, 8, 8)) < images[:16]).astype(np.float32))
-    rep = encoder_variance(host(gradient_samples(model, x, "reparameterised", 200, generator=0)), model)
-    sf = encoder_variance(host(gradient_samples(model, x, "score_function", 200, generator=0)), model)
-    baseline = host(model.elbo(x, generator=5).reconstruction)  # a z-independent guess of log p(x | z)
-    sf_b = encoder_variance(host(gradient_samples(model, x, "score_function", 200, generator=0,
+    rep = encoder_variance(to_host(gradient_samples(model, x, "reparameterised", 200, generator=0)), model)
+    sf = encoder_variance(to_host(gradient_samples(model, x, "score_function", 200, generator=0)), model)
+    baseline = to_host(model.elbo(x, generator=5).reconstruction)  # a z-independent guess of log p(x | z)
+    sf_b = encoder_variance(to_host(gradient_samples(model, x, "score_function", 200, generator=0,
                                                   baseline=baseline)), model)
     assert rep * 100 < sf       # measured: about 18,000 times lower
     assert sf_b < sf / 100      # a baseline helps a lot ...

@@ -7,7 +7,7 @@ import pytest
 from scipy import stats
 
 import minigen
-from devices import to_host
+from devices import on_device, to_host
 from minigen.models import GatedPixelCNN, PixelCNN
 from minigen.optim import Adam
 
@@ -25,7 +25,7 @@ def sharpen(model, scale, seed=0):
     rng = np.random.default_rng(seed)
     for name, p in model.named_parameters():
         if "class" in name:
-            p.data[...] = rng.standard_normal(p.shape)
+            p.data[...] = on_device(rng.standard_normal(p.shape))
         else:
             p.data *= scale
     return model

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 import minigen
+from devices import to_host
 from minigen import backend
 from minigen.data import DataLoader, binarize_dynamic, load_digits
 from minigen.models import VAE, ConvVAE
@@ -15,10 +16,6 @@ XP = backend.array_module_for(backend.default_device())
 
 def arr(a):
     return XP.asarray(np.asarray(a))
-
-
-def host(t):
-    return t.numpy() if isinstance(t, minigen.Tensor) else backend.to_numpy(t)
 
 
 def binary(rng, shape):
@@ -40,8 +37,8 @@ def test_elbo_matches_a_numpy_forward_with_fixed_noise():
     rng = np.random.default_rng(0)
     model = tiny(input_dim=6, hidden_dims=(5,), latent_dim=3)
     x, eps = binary(rng, (4, 6)), rng.standard_normal((4, 3))
-    W = [host(model.encoder[i].weight) for i in (0, 2)] + [host(model.decoder[i].weight) for i in (0, 2)]
-    b = [host(model.encoder[i].bias) for i in (0, 2)] + [host(model.decoder[i].bias) for i in (0, 2)]
+    W = [to_host(model.encoder[i].weight) for i in (0, 2)] + [to_host(model.decoder[i].weight) for i in (0, 2)]
+    b = [to_host(model.encoder[i].bias) for i in (0, 2)] + [to_host(model.decoder[i].bias) for i in (0, 2)]
     h = np.maximum(x @ W[0].T + b[0], 0) @ W[1].T + b[1]
     mu, logvar = h[:, :3], h[:, 3:]
     z = mu + np.exp(0.5 * logvar) * eps                    # standard deviation exp(logvar / 2)
@@ -50,31 +47,31 @@ def test_elbo_matches_a_numpy_forward_with_fixed_noise():
     kl = 0.5 * (np.exp(logvar) + mu ** 2 - 1 - logvar).sum(1)
 
     out = model.elbo(arr(x), eps=arr(eps))
-    np.testing.assert_allclose(host(out.reconstruction), rec, rtol=1e-12)
-    np.testing.assert_allclose(host(out.kl), kl, rtol=1e-12)
-    np.testing.assert_allclose(host(out.elbo), rec - kl, rtol=1e-12)
+    np.testing.assert_allclose(to_host(out.reconstruction), rec, rtol=1e-12)
+    np.testing.assert_allclose(to_host(out.kl), kl, rtol=1e-12)
+    np.testing.assert_allclose(to_host(out.elbo), rec - kl, rtol=1e-12)
     for beta in (1.0, 4.0):
         model.beta = beta
         np.testing.assert_allclose(model.loss(arr(x), eps=arr(eps)).item(), np.mean(beta * kl - rec), rtol=1e-12)
     mu_m, logvar_m = model.encode(arr(x))
-    np.testing.assert_allclose(host(mu_m), mu, rtol=1e-12)
-    np.testing.assert_allclose(host(model.decode(arr(z))), logits, rtol=1e-12)
+    np.testing.assert_allclose(to_host(mu_m), mu, rtol=1e-12)
+    np.testing.assert_allclose(to_host(model.decode(arr(z))), logits, rtol=1e-12)
 
 
 def test_iwae_bound_with_fixed_noise_is_the_log_mean_of_the_weights():
     rng = np.random.default_rng(1)
     model = tiny(input_dim=5, hidden_dims=(4,), latent_dim=2)
     x, eps = binary(rng, (3, 5)), rng.standard_normal((7, 3, 2))
-    mu, logvar = (host(t) for t in model.encode(arr(x)))
+    mu, logvar = (to_host(t) for t in model.encode(arr(x)))
     z = mu + np.exp(0.5 * logvar) * eps
-    logits = host(model.decode(arr(z.reshape(-1, 2)))).reshape(7, 3, 5)
+    logits = to_host(model.decode(arr(z.reshape(-1, 2)))).reshape(7, 3, 5)
     log_px = (x * logits - softplus(logits)).sum(-1)
     log_pz = (-0.5 * z ** 2 - 0.5 * np.log(2 * np.pi)).sum(-1)
     log_qz = (-0.5 * eps ** 2 - 0.5 * logvar - 0.5 * np.log(2 * np.pi)).sum(-1)
     log_w = log_px + log_pz - log_qz
-    np.testing.assert_allclose(host(model.log_weights(arr(x), 7, eps=arr(eps))), log_w, rtol=1e-10)
+    np.testing.assert_allclose(to_host(model.log_weights(arr(x), 7, eps=arr(eps))), log_w, rtol=1e-10)
     expected = np.log(np.mean(np.exp(log_w), axis=0))
-    np.testing.assert_allclose(host(model.iwae_bound(arr(x), 7, eps=arr(eps))), expected, rtol=1e-10)
+    np.testing.assert_allclose(to_host(model.iwae_bound(arr(x), 7, eps=arr(eps))), expected, rtol=1e-10)
     np.testing.assert_allclose(model.iwae_loss(arr(x), 7, eps=arr(eps)).item(), -expected.mean(), rtol=1e-10)
 
 
@@ -121,38 +118,38 @@ def test_interface_shapes_and_identities(make):
     assert model.decode(mu, y).shape == (5,) + model.event_shape
     out = model.elbo(x, y)
     assert all(t.shape == (5,) for t in out)
-    np.testing.assert_allclose(host(out.elbo), host(out.reconstruction - out.kl), rtol=1e-6)
-    assert np.all(host(out.kl) >= 0)
+    np.testing.assert_allclose(to_host(out.elbo), to_host(out.reconstruction - out.kl), rtol=1e-6)
+    assert np.all(to_host(out.kl) >= 0)
     rec = model.reconstruct(x, y)
     assert rec.shape == x.shape and not rec.requires_grad
     samples = model.sample(7, y=3, generator=0)
     assert samples.shape == (7,) + model.event_shape
-    np.testing.assert_array_equal(host(samples), host(model.sample(7, y=3, generator=0)))
+    np.testing.assert_array_equal(to_host(samples), to_host(model.sample(7, y=3, generator=0)))
     if model.likelihood == "bernoulli":
-        assert np.all((host(samples) >= 0) & (host(samples) <= 1))
-        drawn = host(model.sample(7, y=3, generator=0, mean=False))
+        assert np.all((to_host(samples) >= 0) & (to_host(samples) <= 1))
+        drawn = to_host(model.sample(7, y=3, generator=0, mean=False))
         assert set(np.unique(drawn)) <= {0.0, 1.0}
     path = model.interpolate(x[:2], x[2:4], steps=5, y=y[:2])
     assert path.shape == (2, 5) + model.event_shape
-    ends = host(model.reconstruct(x[:2], y[:2])).reshape((2,) + model.event_shape)
-    np.testing.assert_allclose(host(path[:, 0]), ends, rtol=1e-5, atol=1e-6)
+    ends = to_host(model.reconstruct(x[:2], y[:2])).reshape((2,) + model.event_shape)
+    np.testing.assert_allclose(to_host(path[:, 0]), ends, rtol=1e-5, atol=1e-6)
     assert model.log_likelihood(x, 20, y).shape == (5,)
 
 
 def test_flat_and_image_shaped_inputs_agree():
     model = tiny(input_dim=(1, 2, 3), hidden_dims=(4,), latent_dim=2)
     x, eps = binary(np.random.default_rng(4), (3, 1, 2, 3)), arr(np.ones((3, 2)))
-    np.testing.assert_allclose(host(model.elbo(arr(x), eps=eps).elbo),
-                               host(model.elbo(arr(x.reshape(3, 6)), eps=eps).elbo), rtol=1e-12)
+    np.testing.assert_allclose(to_host(model.elbo(arr(x), eps=eps).elbo),
+                               to_host(model.elbo(arr(x.reshape(3, 6)), eps=eps).elbo), rtol=1e-12)
 
 
 def test_gaussian_variance_floor_keeps_the_likelihood_finite():
     model = tiny(input_dim=4, hidden_dims=(3,), latent_dim=1, likelihood="gaussian")
     model.x_logvar.data[...] = -1000.0  # as if a constant pixel had pushed it down
     x = arr(np.zeros((2, 4)))
-    rec = host(model.elbo(x, eps=arr(np.zeros((2, 1)))).reconstruction)
+    rec = to_host(model.elbo(x, eps=arr(np.zeros((2, 1)))).reconstruction)
     assert np.all(np.isfinite(rec))
-    assert np.all(host(model._likelihood(model.decode(arr(np.zeros((1, 1))))).variance)
+    assert np.all(to_host(model._likelihood(model.decode(arr(np.zeros((1, 1))))).variance)
                   >= VAE.MIN_X_VAR * (1 - 1e-9))
 
 
@@ -162,7 +159,7 @@ def test_checkpoint_round_trip(tmp_path):
     minigen.save({"model": model.state_dict()}, tmp_path / "vae.npz")
     other = tiny(seed=1, input_dim=4, hidden_dims=(3,), latent_dim=2, likelihood="gaussian", n_classes=2)
     other.load_state_dict(minigen.load(tmp_path / "vae.npz")["model"])
-    np.testing.assert_array_equal(host(other.elbo(x, y, eps).elbo), host(model.elbo(x, y, eps).elbo))
+    np.testing.assert_array_equal(to_host(other.elbo(x, y, eps).elbo), to_host(model.elbo(x, y, eps).elbo))
 
 
 # ---- training on the bundled digits ------------------------------------------------------------------------
@@ -199,9 +196,9 @@ def test_training_decreases_the_loss_and_reaches_the_held_out_bar(trained):
     block_means = losses.reshape(5, 3).mean(1)  # monotone on average: every 3-epoch mean is lower
     assert np.all(np.diff(block_means) < 0), losses
     assert losses[-1] < losses[0] - 10
-    held_out = host(model.elbo(test, generator=0).elbo).mean()
+    held_out = to_host(model.elbo(test, generator=0).elbo).mean()
     assert held_out >= ELBO_BAR, held_out
-    nll_bound = -host(model.log_likelihood(test, 200, generator=0)).mean()
+    nll_bound = -to_host(model.log_likelihood(test, 200, generator=0)).mean()
     assert nll_bound <= -held_out + 0.05  # L_200 >= ELBO, up to Monte-Carlo error
 
 
@@ -209,9 +206,9 @@ def test_analytic_kl_matches_monte_carlo_on_trained_posteriors(trained):
     model, test, _ = trained
     q = model.posterior(test[:50])
     z = q.sample((4000,), generator=1)
-    terms = host((q.log_prob(z) - model.prior().log_prob(z)).sum(-1))  # (4000, 50)
+    terms = to_host((q.log_prob(z) - model.prior().log_prob(z)).sum(-1))  # (4000, 50)
     estimate, se = terms.mean(0), terms.std(0) / np.sqrt(len(terms))
-    analytic = host(model.elbo(test[:50], generator=0).kl)
+    analytic = to_host(model.elbo(test[:50], generator=0).kl)
     assert np.all(np.abs(estimate - analytic) <= 5 * se), np.abs(estimate - analytic) / se
     assert analytic.mean() > 1.0  # the trained posteriors really differ from the prior
 

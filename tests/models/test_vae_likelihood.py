@@ -6,15 +6,12 @@ import numpy as np
 import pytest
 
 import minigen
+from devices import to_host
 from minigen import backend
 from minigen.models import VAE
 from minigen.optim import Adam
 
 XP = backend.array_module_for(backend.default_device())
-
-
-def host(t):
-    return t.numpy() if isinstance(t, minigen.Tensor) else backend.to_numpy(t)
 
 
 def logsumexp(a, axis):
@@ -68,7 +65,7 @@ def grid(latent_dim, n_points, half_width=8.0):
 def log_joint_on_grid(model, x, points):
     """log p(x, z_g) for every grid point and example: (G, N)."""
     z = np.broadcast_to(points[:, None, :], (len(points), x.shape[0], points.shape[1]))
-    log_px = host(model.log_px(x, minigen.Tensor(XP.asarray(np.ascontiguousarray(z)))))
+    log_px = to_host(model.log_px(x, minigen.Tensor(XP.asarray(np.ascontiguousarray(z)))))
     log_pz = (-0.5 * points ** 2 - 0.5 * np.log(2 * np.pi)).sum(1)
     return log_px + log_pz[:, None]
 
@@ -95,7 +92,7 @@ def fitted():
 def test_elbo_is_below_log_px_by_exactly_kl_to_the_posterior(setup, request):
     model, x, points, log_joint, log_px = request.getfixturevalue(setup)
     q = model.posterior(x)
-    log_q = host(q.log_prob(minigen.Tensor(XP.asarray(points[:, None, :])))).sum(-1)  # (G, N)
+    log_q = to_host(q.log_prob(minigen.Tensor(XP.asarray(points[:, None, :])))).sum(-1)  # (G, N)
     w = np.exp(log_q - logsumexp(log_q, 0))                                          # q on the grid
     elbo = (w * (log_joint - log_q)).sum(0)                                          # E_q[log p(x,z) - log q(z)]
     kl_to_posterior = (w * (log_q - (log_joint - log_px))).sum(0)
@@ -103,7 +100,7 @@ def test_elbo_is_below_log_px_by_exactly_kl_to_the_posterior(setup, request):
     np.testing.assert_allclose(elbo + kl_to_posterior, log_px, rtol=1e-9)
     # the model's one-sample ELBO, averaged over many draws, estimates the same number
     reps = 20_000
-    draws = host(model.elbo(XP.tile(x, (reps, 1)), generator=0).elbo).reshape(reps, -1)
+    draws = to_host(model.elbo(XP.tile(x, (reps, 1)), generator=0).elbo).reshape(reps, -1)
     se = draws.std(0) / np.sqrt(reps)
     assert np.all(np.abs(draws.mean(0) - elbo) <= 5 * se), (draws.mean(0), elbo, se)
 
@@ -113,7 +110,7 @@ def test_iwae_bound_increases_with_k_towards_log_px(sharp):
     n_total = 1 << 15
     means, ses = [], []
     for k in (1, 4, 16, 64, 256):
-        log_w = host(model.log_weights(x, n_total, generator=k)).reshape(n_total // k, k, -1)
+        log_w = to_host(model.log_weights(x, n_total, generator=k)).reshape(n_total // k, k, -1)
         bounds = logsumexp(log_w, 1) - np.log(k)          # (repeats, N): independent draws of L_k
         means.append(bounds.mean(0))
         ses.append(bounds.std(0) / np.sqrt(len(bounds)))
@@ -126,8 +123,8 @@ def test_iwae_bound_increases_with_k_towards_log_px(sharp):
 
 def test_log_likelihood_approaches_log_px(fitted):
     model, x, _, _, log_px = fitted
-    np.testing.assert_allclose(host(model.log_likelihood(x, 5000, generator=0)), log_px, atol=0.02)
-    chunked = host(model.log_likelihood(x, 5000, batch_size=64, generator=1))  # 79 passes per example
+    np.testing.assert_allclose(to_host(model.log_likelihood(x, 5000, generator=0)), log_px, atol=0.02)
+    chunked = to_host(model.log_likelihood(x, 5000, batch_size=64, generator=1))  # 79 passes per example
     np.testing.assert_allclose(chunked, log_px, atol=0.02)
 
 
@@ -135,15 +132,15 @@ def test_log_likelihood_with_a_2d_latent_matches_grid_integration():
     model, x = fitted_vae(2, seed=3), data(3, seed=4)
     points, log_cell = grid(2, 241)
     log_px = logsumexp(log_joint_on_grid(model, x, points), 0) + log_cell
-    elbo = host(model.elbo(XP.tile(x, (5000, 1)), generator=0).elbo).reshape(5000, -1).mean(0)
+    elbo = to_host(model.elbo(XP.tile(x, (5000, 1)), generator=0).elbo).reshape(5000, -1).mean(0)
     assert np.all(elbo < log_px)
-    np.testing.assert_allclose(host(model.log_likelihood(x, 5000, generator=0)), log_px, atol=0.02)
+    np.testing.assert_allclose(to_host(model.log_likelihood(x, 5000, generator=0)), log_px, atol=0.02)
 
 
 def test_log_likelihood_is_stable_in_float32_for_many_samples():
     minigen.manual_seed(0)
     model = VAE(64, (16,), 2)                   # float32
     x = XP.asarray((np.random.default_rng(0).random((2, 64)) < 0.5).astype(np.float32))
-    log_p = host(model.log_likelihood(x, 3000, batch_size=1000, generator=0))
+    log_p = to_host(model.log_likelihood(x, 3000, batch_size=1000, generator=0))
     assert np.all(np.isfinite(log_p)) and np.all(log_p < 0)
-    assert np.all(log_p >= host(model.elbo(x, generator=0).elbo) - 5)  # same order as the ELBO, no overflow
+    assert np.all(log_p >= to_host(model.elbo(x, generator=0).elbo) - 5)  # same order as the ELBO, no overflow

@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 import minigen
-from devices import to_host
+from devices import on_device, to_host
 from minigen.nn import VectorQuantizer
 
 
@@ -22,7 +22,7 @@ def random_z(shape, seed):
        seed=st.integers(0, 2**16))
 def test_assignment_is_brute_force_nearest_neighbour(K, D, n, side, seed):
     vq = make_vq(K, D, seed)
-    vq.codebook.data[...] = np.random.default_rng(seed + 1).standard_normal((K, D))
+    vq.codebook.data[...] = on_device(np.random.default_rng(seed + 1).standard_normal((K, D)))
     z = np.random.default_rng(seed).standard_normal((n, D, side, side + 1))
     flat = z.transpose(0, 2, 3, 1).reshape(-1, D)
     brute = ((flat[:, None, :] - to_host(vq.codebook)[None]) ** 2).sum(-1)
@@ -99,8 +99,8 @@ def test_gradcheck_of_the_losses_with_fixed_codes():
                                            (0.5, [0.3 / (2.0 / 3.5 * 2.5), 0.95 / (1.5 / 3.5 * 2.5)])])
 def test_ema_update_matches_hand_computation(eps, expected):
     vq = make_vq(2, 1, ema=True, decay=0.5, eps=eps)
-    vq.codebook[...] = [[0.0], [1.0]]
-    vq.ema_sum[...] = [[0.0], [1.0]]
+    vq.codebook[...] = on_device([[0.0], [1.0]])
+    vq.ema_sum[...] = on_device([[0.0], [1.0]])
     z = minigen.tensor(np.array([[0.2], [0.4], [0.9]]))  # N=3 latents of D=1: codes 0, 0, 1
     out = vq(z)
     np.testing.assert_array_equal(out.codes.numpy(), [0, 0, 1])
@@ -119,7 +119,7 @@ def test_ema_update_matches_hand_computation(eps, expected):
 
 def test_ema_codebook_converges_to_cluster_means():
     vq = make_vq(2, 1, ema=True, decay=0.9)
-    vq.codebook[...] = vq.ema_sum[...] = [[-0.1], [0.1]]
+    vq.codebook[...] = vq.ema_sum[...] = on_device([[-0.1], [0.1]])
     z = minigen.tensor(np.array([[-3.0], [-1.0], [2.0], [4.0]]))
     for _ in range(300):
         vq(z)
@@ -128,7 +128,7 @@ def test_ema_codebook_converges_to_cluster_means():
 
 def test_usage_and_perplexity_are_counted_over_the_window_not_the_batch():
     vq = make_vq(4, 1)
-    vq.codebook.data[...] = [[0.0], [10.0], [20.0], [30.0]]
+    vq.codebook.data[...] = on_device([[0.0], [10.0], [20.0], [30.0]])
     vq(minigen.tensor(np.zeros((8, 1))))           # batch 1: only code 0
     assert vq.perplexity() == pytest.approx(1.0)
     vq(minigen.tensor(np.full((8, 1), 10.0)))      # batch 2: only code 1
@@ -148,18 +148,18 @@ def test_usage_and_perplexity_are_counted_over_the_window_not_the_batch():
 def test_restart_dead_codes_moves_them_to_encoder_outputs(ema):
     vq = make_vq(4, 2, ema=ema)
     e = vq.codebook if ema else vq.codebook.data
-    e[...] = [[0.0, 0.0], [0.1, 0.0], [50.0, 50.0], [60.0, 60.0]]
+    e[...] = on_device([[0.0, 0.0], [0.1, 0.0], [50.0, 50.0], [60.0, 60.0]])
     z = random_z((6, 2), 6)
     vq(z)
     used = set(to_host(vq.usage).nonzero()[0].tolist())
     assert not used & {2, 3}
     assert vq.restart_dead_codes(z, random_state=0) == 4 - len(used)
-    flat, e = z.numpy(), to_host(e)
+    flat, codebook = z.numpy(), to_host(e)
     for k in {2, 3}:
-        assert any(np.allclose(e[k], row) for row in flat)  # now an encoder output
+        assert any(np.allclose(codebook[k], row) for row in flat)  # now an encoder output
     if ema:
         np.testing.assert_array_equal(to_host(vq.ema_count[[2, 3]]), 1)
-        np.testing.assert_array_equal(to_host(vq.ema_sum[[2, 3]]), e[[2, 3]])
+        np.testing.assert_array_equal(to_host(vq.ema_sum[[2, 3]]), codebook[[2, 3]])
     vq.reset_usage()
     vq(z)
     assert vq.usage[2] > 0 and vq.usage[3] > 0
