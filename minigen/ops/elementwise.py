@@ -232,7 +232,9 @@ class Where(Function):
         self.cond = cond
 
     def forward(self, a, b):
-        return get_array_module(a, b).where(self.cond, a, b)
+        xp = get_array_module(a, b)
+        self.cond = xp.asarray(self.cond)  # a host mask used with GPU tensors moves with them
+        return xp.where(self.cond, a, b)
 
     def backward(self, g):
         zero = g.dtype.type(0)
