@@ -24,19 +24,7 @@ from minigen import backend
 from minigen.data import load_mnist
 from minigen.models import GaussianMixture
 
-
-def median_times(fns, repeats, sync):
-    """{name: median seconds}; the functions take turns in every repeat, so that a change in
-    the machine's load during the run hits them alike."""
-    times = {name: [] for name in fns}
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            sync()
-            start = time.perf_counter()
-            fn()
-            sync()
-            times[name].append(time.perf_counter() - start)
-    return {name: float(np.median(t)) for name, t in times.items()}
+from common import median_times
 
 
 def load_data(args):
@@ -101,7 +89,7 @@ def main():
 
     times = median_times({"M": lambda: gmm._m_step(X, resp, iteration=1),
                           "E": lambda: gmm._e_step(X), "M gemms": m_gemms, "E gemms": e_gemms},
-                         args.repeats, sync)
+                         args.repeats, sync=sync)
     t_m, t_e, t_m_gemm, t_e_gemm = times["M"], times["E"], times["M gemms"], times["E gemms"]
     flops_e, flops_m = 2 * N * D * D * K, N * D * D * K + 2 * N * D * K
     rows = [("E step", t_e, t_e_gemm, flops_e), ("M step", t_m, t_m_gemm, flops_m),

@@ -24,8 +24,6 @@ PyTorch runs in full float32 (TF32 off for matmuls and cuDNN), as CuPy does by d
     python benchmarks/bench_gpu.py --device cpu        # the same script on the CPU (NumPy, PyTorch CPU)
 """
 import argparse
-import statistics
-import time
 
 import numpy as np
 
@@ -33,20 +31,14 @@ import minigen
 from minigen import backend, nn, optim
 from minigen.models import VAE, ConvVAE, PixelCNN
 
+from common import median_times
+
 GOALS = {"mlp_vae": 3.0, "conv_vae": 5.0, "pixelcnn": 5.0}
 
 
 def median_ms(step, sync, repeats, warmup):
-    for _ in range(warmup):
-        step()
-    sync()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        step()
-        sync()
-        times.append(time.perf_counter() - start)
-    return 1e3 * statistics.median(times)
+    """Median milliseconds of ``step`` after ``warmup`` untimed calls, waiting for the device."""
+    return 1e3 * median_times({"step": step}, repeats, warmup, sync)["step"]
 
 
 def binary_images(n, seed=0):

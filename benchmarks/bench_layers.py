@@ -10,7 +10,6 @@ for the same computation when torch happens to be installed.
     python benchmarks/bench_layers.py [--repeats 7]
 """
 import argparse
-import time
 import tracemalloc
 
 import numpy as np
@@ -19,24 +18,13 @@ import minigen
 import minigen.functional as F
 import minigen.nn as nn
 
-
-def median_ms(fns, repeats):
-    """Median time in ms of each function; they run in turn, so each sees the same machine load."""
-    for fn in fns:
-        fn()  # warm-up
-    times = [[] for _ in fns]
-    for _ in range(repeats):
-        for fn, record in zip(fns, times):
-            start = time.perf_counter()
-            fn()
-            record.append(time.perf_counter() - start)
-    return [1e3 * float(np.median(t)) for t in times]
+from common import median_times
 
 
 def gemm_rate(repeats):
     """Peak float32 GEMM rate of this machine in GFLOP/s (a 1024^3 product)."""
     a = np.random.default_rng(0).standard_normal((1024, 1024)).astype(np.float32)
-    return 2 * 1024 ** 3 / median_ms([lambda: a @ a], repeats)[0] / 1e6
+    return 2 * 1024 ** 3 / median_times({"gemm": lambda: a @ a}, repeats, warmup=1)["gemm"] / 1e9
 
 
 def gemm_job(products, rng):
@@ -180,9 +168,10 @@ def main():
     for name, make_case in cases:
         run, products, torch_run = make_case(rng, torch)
         gemms, flops = gemm_job(products, rng)
-        ms, gemm_ms = median_ms([run, gemms], r)
+        seconds = median_times({"minigen": run, "gemms": gemms}, r, warmup=1)
+        ms, gemm_ms = 1e3 * seconds["minigen"], 1e3 * seconds["gemms"]
         # PyTorch's worker threads keep spinning after each call: timed apart, not interleaved
-        torch_ms = median_ms([torch_run], r)[0] if torch_run else None
+        torch_ms = 1e3 * median_times({"torch": torch_run}, r, warmup=1)["torch"] if torch_run else None
         report(name, ms, gemm_ms, flops, rate, torch_ms)
         if make_case is conv_case:
             tracemalloc.start()

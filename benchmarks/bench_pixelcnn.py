@@ -31,6 +31,8 @@ from minigen.data import DataLoader, binarize_dynamic, load_mnist
 from minigen.models import GatedPixelCNN, PixelCNN
 from minigen.optim import Adam
 
+from common import mean_nll, train_epoch
+
 PAPER_NLL = 81.30  # PixelCNN, binarised MNIST (van den Oord et al. 2016a, Table 4)
 
 
@@ -46,19 +48,12 @@ def train_and_evaluate(model, args):
                         transform=binarize_dynamic)
     times = []
     for epoch in range(1, args.epochs + 1):
-        tic, total = time.perf_counter(), 0.0
-        for x in loader:
-            opt.zero_grad()
-            loss = model.loss(x)
-            loss.backward()
-            opt.step()
-            total += loss.item() * len(x)
+        tic = time.perf_counter()
+        loss = train_epoch(loader, opt, model.loss)
         times.append(time.perf_counter() - tic)
-        print(f"  epoch {epoch}: train NLL {total / len(train):.2f} nats ({times[-1]:.1f} s)", flush=True)
+        print(f"  epoch {epoch}: train NLL {loss:.2f} nats ({times[-1]:.1f} s)", flush=True)
     tic = time.perf_counter()
-    with minigen.no_grad():
-        nll = sum(float(-model.log_prob(test[b:b + 500]).sum().item()) for b in range(0, len(test), 500))
-    nll /= len(test)
+    nll = mean_nll(model, test)
     per_epoch = float(np.median(times))
     print(f"PixelCNN ({sum(p.size for p in model.parameters())} parameters), {args.epochs} epochs of "
           f"{len(train)} images, batch {args.batch_size}, Adam lr {args.lr}:")

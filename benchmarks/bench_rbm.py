@@ -11,24 +11,13 @@ Prints medians over --repeats.
 """
 import argparse
 import os
-import statistics
-import time
 
 import numpy as np
 
 from minigen.data import binarize_static, load_mnist
 from minigen.models import RBM
 
-
-def median_times(fns, repeats):
-    """Median seconds of each of ``fns``, run in turn within each repeat (so both see the same load)."""
-    times = [[] for _ in fns]
-    for _ in range(repeats):
-        for fn, t in zip(fns, times):
-            start = time.perf_counter()
-            fn()
-            t.append(time.perf_counter() - start)
-    return [statistics.median(t) for t in times]
+from common import median_times
 
 
 def gemm_epoch(X, W, batch_size):
@@ -68,8 +57,9 @@ def main():
 
     rbm = RBM(D, H, random_state=args.seed, dtype=args.dtype)
     W = rng.standard_normal((D, H)).astype(args.dtype)
-    t_fit, t_gemm = median_times([lambda: rbm.fit(X, k=1, epochs=1, batch_size=B, learning_rate=0.01),
-                                  lambda: gemm_epoch(X, W, B)], args.repeats)
+    times = median_times({"fit": lambda: rbm.fit(X, k=1, epochs=1, batch_size=B, learning_rate=0.01),
+                          "gemms": lambda: gemm_epoch(X, W, B)}, args.repeats)
+    t_fit, t_gemm = times["fit"], times["gemms"]
     print(f"{'':28s}{'seconds':>10s}{'GFLOP/s':>10s}")
     print(f"{'minigen RBM.fit (1 epoch)':28s}{t_fit:10.3f}{flops / t_fit / 1e9:10.1f}")
     print(f"{'GEMMs alone (lower bound)':28s}{t_gemm:10.3f}{flops / t_gemm / 1e9:10.1f}")

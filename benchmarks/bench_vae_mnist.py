@@ -19,6 +19,8 @@ import os
 import sys
 import time
 
+from common import median_times, set_blas_threads, train_epoch  # common does not import NumPy
+
 parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
 parser.add_argument("--part", choices=["step", "mnist", "all"], default="all")
 parser.add_argument("--data-dir", default=None, help="folder with the MNIST IDX files (part mnist)")
@@ -29,8 +31,7 @@ parser.add_argument("--steps", type=int, default=30, help="timed steps in part s
 parser.add_argument("--threads", type=int, default=2, help="BLAS threads")
 parser.add_argument("--seed", type=int, default=0)
 args = parser.parse_args()
-for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ[var] = str(args.threads)  # before NumPy starts its BLAS
+set_blas_threads(args.threads)  # before NumPy starts its BLAS
 
 import numpy as np  # noqa: E402
 
@@ -68,20 +69,6 @@ def reference_state(model):
             "dec_out.weight": s["decoder.2.weight"], "dec_out.bias": s["decoder.2.bias"]}
 
 
-def median_ms(fns, steps, warmup=5):
-    """Median time of each function, called round-robin so that all see the same machine load."""
-    for _ in range(warmup):
-        for fn in fns.values():
-            fn()
-    times = {name: [] for name in fns}
-    for _ in range(steps):
-        for name, fn in fns.items():
-            start = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - start)
-    return {name: 1e3 * float(np.median(t)) for name, t in times.items()}
-
-
 def part_step():
     ref = import_step_reference()
     rng = np.random.default_rng(0)
@@ -116,7 +103,7 @@ def part_step():
         print("(PyTorch not importable: its column is skipped)")
     first = {name: step() for name, step in steps.items()}
     print("loss at step 1: " + ", ".join(f"{name} {value:.4f}" for name, value in first.items()))
-    times = median_ms(steps, args.steps)
+    times = {name: 1e3 * t for name, t in median_times(steps, args.steps, warmup=5).items()}
     print(f"one training step, VAE 784-512-20-512-784, batch 128, Adam, float32, {args.threads} threads "
           f"(median of {args.steps}, interleaved):")
     ours = times["minigen.models.VAE"]
@@ -138,15 +125,10 @@ def part_mnist():
           f"{args.epochs} epochs, {args.threads} threads")
     epoch_times = []
     for epoch in range(1, args.epochs + 1):
-        start, total = time.perf_counter(), 0.0
-        for xb in loader:
-            optimizer.zero_grad()
-            loss = model.loss(xb)
-            loss.backward()
-            optimizer.step()
-            total += loss.item() * len(xb)
+        start = time.perf_counter()
+        loss = train_epoch(loader, optimizer, model.loss)
         epoch_times.append(time.perf_counter() - start)
-        print(f"  epoch {epoch:3d}  train loss {total / len(train_x):7.2f}  ({epoch_times[-1]:.1f} s)", flush=True)
+        print(f"  epoch {epoch:3d}  train loss {loss:7.2f}  ({epoch_times[-1]:.1f} s)", flush=True)
 
     start = time.perf_counter()
     with minigen.no_grad():

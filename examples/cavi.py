@@ -12,7 +12,6 @@
 Writes cavi.png (data coloured by assignment, 2-standard-deviation ellipses of the fitted
 components, and both ELBO traces) when matplotlib is installed.
 """
-import argparse
 import math
 import os
 import time
@@ -21,6 +20,8 @@ import numpy as np
 
 from minigen import backend
 from minigen.models import BayesianGaussianMixture, GaussianMixtureCAVI
+
+from common import example_parser, import_pyplot, parse_args, save_figure
 
 
 def blei_data(rng, n_samples, n_clusters, prior_std):
@@ -52,12 +53,8 @@ def ellipse(mean, cov, n_std=2.0):
 
 
 def plot(panels, path):
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        print("matplotlib is not installed: cavi.png skipped")
+    plt = import_pyplot(path)
+    if plt is None:
         return
     fig, axes = plt.subplots(2, 2, figsize=(10, 8.5))
     for row, (title, X, labels, means, covariances, elbo, truth) in zip(axes, panels):
@@ -75,14 +72,11 @@ def plot(panels, path):
         row[1].set_xlabel("CAVI sweep")
         row[1].set_ylabel("ELBO")
         row[1].set_title("ELBO (never decreases)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    print(f"wrote {path}")
+    save_figure(fig, path)
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = example_parser(__doc__, dataset=False)
     parser.add_argument("--n-samples", type=int, default=1000)
     parser.add_argument("--n-clusters", type=int, default=5)
     parser.add_argument("--prior-std", type=float, default=5.0, help="sigma of the prior on means")
@@ -92,10 +86,7 @@ def main():
                         help="Dirichlet alpha_0 of the Bayesian GMM")
     parser.add_argument("--epochs", "--max-iter", dest="max_iter", type=int, default=500,
                         help="maximum CAVI sweeps")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
-    parser.add_argument("--out", default=os.path.join("out", "cavi"))
-    args = parser.parse_args()
+    args = parse_args(parser, "cavi")
     rng = np.random.default_rng(args.seed)
 
     X, mu, _ = blei_data(rng, args.n_samples, args.n_clusters, args.prior_std)
@@ -133,7 +124,6 @@ def main():
                    backend.to_numpy(bgmm.predict(Y)), backend.to_numpy(bgmm.means_)[active],
                    backend.to_numpy(bgmm.covariances_)[active],
                    np.array(bgmm.elbo_history_), None))
-    os.makedirs(args.out, exist_ok=True)
     plot(panels, os.path.join(args.out, "cavi.png"))
 
 

@@ -18,18 +18,16 @@ Prints the PSNR of the noisy and the restored test images, for the mixture prior
 single-Gaussian prior (K = 1) as a reference, and writes denoise.png (rows of clean / noisy /
 restored images).
 """
-import argparse
 import math
-import os
 import time
 
 import numpy as np
 
 from minigen import backend
-from minigen.data import load_digits, load_mnist
 from minigen.models import GaussianMixture
 from minigen.models.gmm import gaussian_log_prob, precision_cholesky
-from minigen.utils import save_image_grid
+
+from common import example_parser, load_images, parse_args, save_grid
 
 
 def extract_patches(images, p):
@@ -85,10 +83,7 @@ def psnr(x, reference):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--dataset", choices=["digits", "mnist"], default="digits")
-    parser.add_argument("--data-dir", default=None, help="folder with the MNIST IDX files")
+    parser = example_parser(__doc__)
     parser.add_argument("--patch-size", type=int, default=None, help="default 4 (digits), 8 (mnist)")
     parser.add_argument("--components", type=int, default=20)
     parser.add_argument("--reg-covar", type=float, default=1e-4)
@@ -97,21 +92,11 @@ def main():
     parser.add_argument("--n-test", type=int, default=300, help="test images to denoise")
     parser.add_argument("--epochs", "--max-iter", dest="max_iter", type=int, default=100,
                         help="maximum EM iterations")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
-    parser.add_argument("--out", default=os.path.join("out", "epll_denoise"))
-    args = parser.parse_args()
+    args = parse_args(parser, "epll_denoise")
 
-    rng = np.random.default_rng(args.seed)
-    if args.dataset == "mnist":
-        if args.data_dir is None:
-            raise SystemExit("--dataset mnist needs --data-dir (the folder with the MNIST IDX files)")
-        train = load_mnist(args.data_dir, "train")[0][:5000, 0]
-        test = load_mnist(args.data_dir, "test")[0][:args.n_test, 0]
-    else:
-        images = load_digits(return_labels=False)[:, 0]
-        order = rng.permutation(len(images))
-        train, test = images[order[300:]], images[order[:300]][:args.n_test]
+    rng = np.random.default_rng(args.seed)  # the digits' split, the training patches, the noise
+    train, _, test, _ = load_images(args, n_mnist_train=5000, rng=rng)
+    train, test = train[:, 0], test[:args.n_test, 0]
     p = args.patch_size or (8 if args.dataset == "mnist" else 4)
     train, test = (backend.to_device(x.astype(np.float64), args.device) for x in (train, test))
     patches = extract_patches(train, p)
@@ -134,9 +119,8 @@ def main():
               f"iterations {fit_seconds:.1f}s, denoising {time.perf_counter() - start:.1f}s)")
     n_show = min(16, len(test))
     grid = xp.concatenate([test[:n_show], xp.clip(noisy[:n_show], 0, 1), restored[:n_show]])
-    path = save_image_grid(grid[:, None], os.path.join(args.out, "denoise.png"), nrow=n_show,
-                           upscale=4 if test.shape[-1] == 8 else 1)
-    print(f"wrote {path} (rows: clean, noisy, restored with K={args.components})")
+    save_grid(grid[:, None], args.out, "denoise.png", nrow=n_show,
+              note=f" (rows: clean, noisy, restored with K={args.components})")
 
 
 if __name__ == "__main__":

@@ -16,29 +16,21 @@ closed-form W is the leading principal directions), fa_noise.png (the per-pixel 
 Psi), fa_samples.png and fa_reconstructions.png (test images above W E[z|x] + mu), and
 loglik.png (matplotlib only).
 """
-import argparse
 import os
 import time
 
 import numpy as np
 
 from minigen import backend
-from minigen.data import load_digits, load_mnist
 from minigen.models import PPCA, FactorAnalysis
-from minigen.utils import save_image_grid
+
+from common import (example_parser, import_pyplot, load_images, parse_args, rows_as_images,
+                    save_figure, save_grid)
 
 
 def load(args):
     """(train, test) rows of flattened (dequantised) images and the image side."""
-    if args.dataset == "mnist":
-        if args.data_dir is None:
-            raise SystemExit("--dataset mnist needs --data-dir (the folder with the MNIST IDX files)")
-        train = load_mnist(args.data_dir, "train")[0][:args.n_train]
-        test = load_mnist(args.data_dir, "test")[0]
-    else:
-        images = load_digits(return_labels=False)
-        order = np.random.default_rng(args.seed).permutation(len(images))
-        train, test = images[order[300:]], images[order[:300]]
+    train, _, test, _ = load_images(args, n_mnist_train=args.n_train)
     side = train.shape[-1]
     rows = [x.reshape(len(x), side * side).astype(np.float64) for x in (train, test)]
     if args.dequantize:
@@ -48,20 +40,9 @@ def load(args):
     return rows, side
 
 
-def as_images(rows, side):
-    """Rows scaled to [0, 1] one by one, as (N, 1, side, side) images."""
-    rows = backend.to_numpy(rows)
-    low, high = rows.min(axis=1, keepdims=True), rows.max(axis=1, keepdims=True)
-    return ((rows - low) / np.maximum(high - low, 1e-12)).reshape(-1, 1, side, side)
-
-
 def plot_histories(histories, closed_form, path):
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        print("matplotlib is not installed: loglik.png skipped")
+    plt = import_pyplot(path)
+    if plt is None:
         return
     fig, ax = plt.subplots(figsize=(5.5, 3.5))
     for name, history in histories.items():
@@ -74,16 +55,11 @@ def plot_histories(histories, closed_form, path):
     ax.set_xlabel("EM iteration")
     ax.set_ylabel("train log-likelihood per image")
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    print(f"wrote {path}")
+    save_figure(fig, path)
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--dataset", choices=["digits", "mnist"], default="digits")
-    parser.add_argument("--data-dir", default=None, help="folder with the MNIST IDX files")
+    parser = example_parser(__doc__)
     parser.add_argument("--n-train", type=int, default=10000, help="MNIST training images used")
     parser.add_argument("--n-components", type=int, default=10, help="latent dimension L")
     parser.add_argument("--epochs", "--max-iter", dest="max_iter", type=int, default=1000,
@@ -92,10 +68,7 @@ def main():
                         help="stop when the total log-likelihood gains less than this")
     parser.add_argument("--no-dequantize", dest="dequantize", action="store_false",
                         help="fit the raw quantised pixel values")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
-    parser.add_argument("--out", default=os.path.join("out", "factor_analysis"))
-    args = parser.parse_args()
+    args = parse_args(parser, "factor_analysis")
 
     (train, test), side = load(args)
     train, test = (backend.to_device(x, args.device) for x in (train, test))
@@ -117,22 +90,18 @@ def main():
     print(f"PPCA: closed form minus EM, train log-likelihood per image: {gap:.2e}")
 
     fa, ppca = models["FA (EM)"], models["PPCA (closed form)"]
-    os.makedirs(args.out, exist_ok=True)
-    upscale = 4 if side == 8 else 1
-    for path, images, nrow in [
-            ("fa_components.png", as_images(fa.components_, side), L),
-            ("ppca_components.png", as_images(ppca.components_, side), L),
-            ("fa_noise.png", as_images(fa.noise_variance_[None], side), 1),
+    for name, images, nrow in [
+            ("fa_components.png", rows_as_images(fa.components_, side), L),
+            ("ppca_components.png", rows_as_images(ppca.components_, side), L),
+            ("fa_noise.png", rows_as_images(fa.noise_variance_[None], side), 1),
             ("fa_samples.png", np.clip(backend.to_numpy(fa.sample(100, random_state=args.seed)),
                                        0, 1).reshape(-1, 1, side, side), 10)]:
-        print("wrote", save_image_grid(images, os.path.join(args.out, path), nrow=nrow,
-                                       upscale=upscale))
+        save_grid(images, args.out, name, nrow=nrow)
     x = test[:16]
     reconstruction = fa.transform(x) @ fa.components_ + fa.mean_
     grid = np.clip(backend.to_numpy(backend.get_array_module(x).concatenate([x, reconstruction])),
                    0, 1).reshape(-1, 1, side, side)
-    print("wrote", save_image_grid(grid, os.path.join(args.out, "fa_reconstructions.png"), nrow=16,
-                                   upscale=upscale))
+    save_grid(grid, args.out, "fa_reconstructions.png", nrow=16)
     plot_histories({name: m.log_likelihood_history_ for name, m in models.items()
                     if name.endswith("(EM)")}, ppca.log_likelihood_history_[-1],
                    os.path.join(args.out, "loglik.png"))

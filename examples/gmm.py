@@ -11,29 +11,20 @@ cluster purity (the share of training images whose label is the majority label o
 cluster). The model with the lowest BIC is kept: --out gets samples.png (100 draws sorted by
 component), means.png (the component means, by weight) and em_trace.png (matplotlib only).
 """
-import argparse
 import os
 import time
 
 import numpy as np
 
 from minigen import backend
-from minigen.data import load_digits, load_mnist
 from minigen.models import GaussianMixture
-from minigen.utils import save_image_grid
+
+from common import example_parser, import_pyplot, load_images, parse_args, save_figure, save_grid
 
 
 def load(args):
     """(train, test) rows of flattened images, their labels and the image side."""
-    if args.dataset == "mnist":
-        if args.data_dir is None:
-            raise SystemExit("--dataset mnist needs --data-dir (the folder with the MNIST IDX files)")
-        (train, y_train), (test, _) = (load_mnist(args.data_dir, split) for split in ("train", "test"))
-        train, y_train = train[:args.n_train], y_train[:args.n_train]
-    else:
-        images, labels = load_digits()
-        order = np.random.default_rng(args.seed).permutation(len(images))
-        train, y_train, test = images[order[300:]], labels[order[300:]], images[order[:300]]
+    train, y_train, test, _ = load_images(args, n_mnist_train=args.n_train)
     side = train.shape[-1]
     flat = [x.reshape(len(x), side * side).astype(args.dtype) for x in (train, test)]
     return flat[0], y_train, flat[1], side
@@ -45,27 +36,18 @@ def purity(clusters, labels):
 
 
 def plot_trace(history, path):
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        print("matplotlib is not installed: em_trace.png skipped")
+    plt = import_pyplot(path)
+    if plt is None:
         return
     fig, ax = plt.subplots(figsize=(5, 3.2))
     ax.plot(range(len(history)), history, marker=".")
     ax.set_xlabel("EM iteration")
     ax.set_ylabel("mean log-likelihood per image")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    print(f"wrote {path}")
+    save_figure(fig, path)
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--dataset", choices=["digits", "mnist"], default="digits")
-    parser.add_argument("--data-dir", default=None, help="folder with the MNIST IDX files")
+    parser = example_parser(__doc__)
     parser.add_argument("--n-train", type=int, default=10000, help="MNIST training images used")
     parser.add_argument("--components", type=int, nargs="+", default=[5, 10, 20])
     parser.add_argument("--covariance-type", default="full",
@@ -76,10 +58,7 @@ def main():
                         help="maximum EM iterations")
     parser.add_argument("--n-init", type=int, default=1)
     parser.add_argument("--dtype", choices=["float32", "float64"], default="float64")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
-    parser.add_argument("--out", default=os.path.join("out", "gmm"))
-    args = parser.parse_args()
+    args = parse_args(parser, "gmm")
 
     train, y_train, test, side = load(args)
     train, test = (backend.to_device(x, args.device) for x in (train, test))
@@ -103,17 +82,13 @@ def main():
     gmm = best[1]
     print(f"lowest BIC: K={gmm.n_components}")
 
-    os.makedirs(args.out, exist_ok=True)
     samples, labels = gmm.sample(100, random_state=args.seed)
     order = np.argsort(backend.to_numpy(labels), kind="stable")
     samples = np.clip(backend.to_numpy(samples)[order], 0, 1).reshape(-1, 1, side, side)
-    upscale = 4 if side == 8 else 1
-    print("wrote", save_image_grid(samples, os.path.join(args.out, "samples.png"), nrow=10,
-                                   upscale=upscale))
+    save_grid(samples, args.out, "samples.png", nrow=10)
     weights = backend.to_numpy(gmm.weights_)
     means = backend.to_numpy(gmm.means_)[np.argsort(-weights)]
-    print("wrote", save_image_grid(np.clip(means, 0, 1).reshape(-1, 1, side, side),
-                                   os.path.join(args.out, "means.png"), nrow=10, upscale=upscale))
+    save_grid(np.clip(means, 0, 1).reshape(-1, 1, side, side), args.out, "means.png", nrow=10)
     plot_trace(gmm.log_likelihood_history_, os.path.join(args.out, "em_trace.png"))
 
 

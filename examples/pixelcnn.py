@@ -10,7 +10,6 @@ exact (-log p(x) summed over the autoregressive conditionals), in nats per image
 Writes to --out: samples.png (ancestral samples) and completions.png (each row: a test image, its
 top half alone, then completions of the bottom half sampled given the top half).
 """
-import argparse
 import math
 import os
 import time
@@ -19,40 +18,16 @@ import numpy as np
 
 import minigen
 from minigen import backend
-from minigen.data import DataLoader, binarize_dynamic, load_digits, load_mnist
+from minigen.data import DataLoader, binarize_dynamic
 from minigen.models import GatedPixelCNN, PixelCNN
 from minigen.optim import Adam
-from minigen.utils import save_image_grid
 
-
-def load(args):
-    """(train, test) float images in [0, 1], (N, 1, H, W)."""
-    if args.dataset == "mnist":
-        if args.data_dir is None:
-            raise SystemExit("--dataset mnist needs --data-dir (the folder holding the MNIST IDX files)")
-        train, test = (load_mnist(args.data_dir, split)[0] for split in ("train", "test"))
-    else:
-        images = load_digits(return_labels=False)
-        order = np.random.default_rng(args.seed).permutation(len(images))
-        train, test = images[order[300:]], images[order[:300]]  # 1497 / 300
-    if args.train_size:
-        train = train[:args.train_size]
-    return train, test
-
-
-def mean_nll(model, x, batch_size=500):
-    """Mean -log p(x) in nats per image over the rows of x."""
-    total = 0.0
-    with minigen.no_grad():
-        for b in range(0, len(x), batch_size):
-            total += float(-model.log_prob(x[b:b + batch_size]).sum().item())
-    return total / len(x)
+from common import (example_parser, is_report_epoch, load_images, mean_nll, parse_args, save_grid,
+                    train_epoch)
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--dataset", choices=["digits", "mnist"], default="digits")
-    parser.add_argument("--data-dir", default=None, help="folder with the MNIST IDX files (for --dataset mnist)")
+    parser = example_parser(__doc__)
     parser.add_argument("--train-size", type=int, default=None, help="use only the first N training images")
     parser.add_argument("--gated", action="store_true", help="Gated PixelCNN instead of PixelCNN")
     parser.add_argument("--epochs", type=int, default=30)
@@ -61,14 +36,13 @@ def main():
     parser.add_argument("--kernel-size", type=int, default=5, help="first layer's kernel size")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--lr", type=float, default=3e-3)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
-    parser.add_argument("--out", default=None, help="output folder (default out/pixelcnn or out/gated_pixelcnn)")
-    args = parser.parse_args()
+    args = parse_args(parser, name=None, out_help="output folder (default out/pixelcnn or out/gated_pixelcnn)")
     out = args.out or os.path.join("out", "gated_pixelcnn" if args.gated else "pixelcnn")
 
     minigen.manual_seed(args.seed)
-    train, test = load(args)
+    train, _, test, _ = load_images(args)
+    if args.train_size:
+        train = train[:args.train_size]
     test_b = backend.to_device(binarize_dynamic(test, generator=args.seed + 1), args.device)
     _, _, H, W = train.shape
     cls = GatedPixelCNN if args.gated else PixelCNN
@@ -83,29 +57,20 @@ def main():
                         device=args.device, transform=binarize_dynamic)
     start = time.perf_counter()
     for epoch in range(1, args.epochs + 1):
-        tic, total = time.perf_counter(), 0.0
-        for x in loader:
-            opt.zero_grad()
-            loss = model.loss(x)
-            loss.backward()
-            opt.step()
-            total += loss.item() * len(x)
-        if epoch == 1 or epoch % max(1, args.epochs // 10) == 0 or epoch == args.epochs:
-            print(f"epoch {epoch:3d}: train NLL {total / len(train):7.2f} nats  "
-                  f"({time.perf_counter() - tic:.1f} s)")
+        tic = time.perf_counter()
+        loss = train_epoch(loader, opt, model.loss)
+        if is_report_epoch(epoch, args.epochs):
+            print(f"epoch {epoch:3d}: train NLL {loss:7.2f} nats  ({time.perf_counter() - tic:.1f} s)")
     print(f"trained {args.epochs} epochs in {time.perf_counter() - start:.1f} s")
 
     nll = mean_nll(model, test_b)
     print(f"test NLL: {nll:.2f} nats per image = {nll / (H * W * math.log(2)):.4f} bits/dim "
           f"(exact, test set binarised once with seed {args.seed + 1})")
 
-    os.makedirs(out, exist_ok=True)
-    upscale = 4 if H == 8 else 1
     tic = time.perf_counter()
     samples = model.sample(100, (H, W), random_state=args.seed).data.astype(np.float32)
     print(f"100 samples in {time.perf_counter() - tic:.1f} s")
-    path = save_image_grid(samples, os.path.join(out, "samples.png"), nrow=10, upscale=upscale)
-    print(f"wrote {path}")
+    save_grid(samples, out, "samples.png", nrow=10)
 
     n_rows, n_completions = H // 2, 6
     originals = test_b[:10]
@@ -116,8 +81,7 @@ def main():
     completed = completed.reshape((10, n_completions) + completed.shape[1:])
     grid = backend.get_array_module(originals).concatenate(
         [originals[:, None], half[:, None], completed], axis=1).reshape((-1,) + originals.shape[1:])
-    path = save_image_grid(grid, os.path.join(out, "completions.png"), nrow=n_completions + 2, upscale=upscale)
-    print(f"wrote {path}")
+    save_grid(grid, out, "completions.png", nrow=n_completions + 2)
 
 
 if __name__ == "__main__":

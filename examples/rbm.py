@@ -8,7 +8,6 @@ Images are binarised at 0.5 (static binarisation). Writes to --out: samples.png 
 after --n-gibbs steps, showing p(v|h)), filters.png (the columns of W, each scaled to [0, 1]),
 reconstructions.png (data rows above p(v|h) rows) and monitors.png (if matplotlib is installed).
 """
-import argparse
 import math
 import os
 import time
@@ -16,54 +15,34 @@ import time
 import numpy as np
 
 from minigen import backend
-from minigen.data import binarize_static, load_digits, load_mnist
+from minigen.data import binarize_static
 from minigen.models import RBM
-from minigen.utils import save_image_grid
+
+from common import (example_parser, import_pyplot, load_images, parse_args, rows_as_images,
+                    save_figure, save_grid)
 
 
 def load(args):
     """Binary (train, test) rows of flattened images and the image side."""
-    if args.dataset == "mnist":
-        if args.data_dir is None:
-            raise SystemExit("--dataset mnist needs --data-dir (the folder holding the MNIST IDX files)")
-        train, test = (load_mnist(args.data_dir, split)[0] for split in ("train", "test"))
-    else:
-        images = load_digits(return_labels=False)
-        order = np.random.default_rng(args.seed).permutation(len(images))
-        train, test = images[order[300:]], images[order[:300]]  # 1497 / 300
+    train, _, test, _ = load_images(args)
     side = train.shape[-1]
     return (binarize_static(x, 0.5).reshape(len(x), side * side) for x in (train, test)), side
 
 
-def filters_as_images(W, side):
-    """Each hidden unit's weights W[:, j] as an image, scaled to [0, 1]."""
-    W = backend.to_numpy(W).T
-    low, high = W.min(axis=1, keepdims=True), W.max(axis=1, keepdims=True)
-    return ((W - low) / np.maximum(high - low, 1e-12)).reshape(-1, 1, side, side)
-
-
 def plot_monitors(history, path):
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        print("matplotlib is not installed: monitors.png skipped")
+    plt = import_pyplot(path)
+    if plt is None:
         return
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
     for ax, (name, values) in zip(axes, history.items()):
         ax.plot(range(1, len(values) + 1), values, marker=".")
         ax.set_xlabel("epoch")
         ax.set_title(name.replace("_", " "))
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    print(f"wrote {path}")
+    save_figure(fig, path)
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--dataset", choices=["digits", "mnist"], default="digits")
-    parser.add_argument("--data-dir", default=None, help="folder with the MNIST IDX files (for --dataset mnist)")
+    parser = example_parser(__doc__)
     parser.add_argument("--epochs", type=int, default=100)
     parser.add_argument("--n-hidden", type=int, default=100)
     parser.add_argument("--k", type=int, default=1, help="Gibbs steps per update (CD-k / PCD-k)")
@@ -75,10 +54,7 @@ def main():
     parser.add_argument("--n-gibbs", type=int, default=1000, help="Gibbs steps for the samples")
     parser.add_argument("--ais-betas", type=int, default=10000)
     parser.add_argument("--ais-runs", type=int, default=100)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
-    parser.add_argument("--out", default=os.path.join("out", "rbm"))
-    args = parser.parse_args()
+    args = parse_args(parser, "rbm")
 
     (train, test), side = load(args)
     print(f"{args.dataset}: {len(train)} train / {len(test)} test images of {side}x{side}, binarised at 0.5")
@@ -108,17 +84,14 @@ def main():
         spread = f"[{ll + log_z - high:.2f}, {ll + log_z - low:.2f}]" if math.isfinite(low) else "unbounded"
         print(f"log-likelihood ({name}, AIS): {ll:.2f} nats per image  (+-3 std. err.: {spread})")
 
-    os.makedirs(args.out, exist_ok=True)
-    upscale = 4 if side == 8 else 1
     samples = rbm.sample(100, n_gibbs=args.n_gibbs, random_state=args.seed, return_probabilities=True)
     rows = test[:10]
     recon = rbm.prob_v_given_h(rbm.sample_h_given_v(rows, random_state=args.seed))
     pictures = {"samples.png": samples,
-                "filters.png": filters_as_images(rbm.W[:, :100], side),
+                "filters.png": rows_as_images(rbm.W[:, :100].T, side),  # hidden unit j: W[:, j]
                 "reconstructions.png": np.concatenate([backend.to_numpy(rows), backend.to_numpy(recon)])}
     for name, images in pictures.items():
-        images = backend.to_numpy(images).reshape(-1, 1, side, side)
-        print(f"wrote {save_image_grid(images, os.path.join(args.out, name), nrow=10, upscale=upscale)}")
+        save_grid(backend.to_numpy(images).reshape(-1, 1, side, side), args.out, name, nrow=10)
     plot_monitors(history, os.path.join(args.out, "monitors.png"))
 
 

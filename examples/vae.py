@@ -17,7 +17,6 @@ latent_walk.png (the 2-D manifold grid if --latent-dim 2, else each latent axis 
 2.5 with the others 0), interpolations.png, model.npz (the weights), loss.png (matplotlib, if
 installed).
 """
-import argparse
 import os
 import statistics
 import time
@@ -26,11 +25,13 @@ import numpy as np
 
 import minigen
 from minigen import backend
-from minigen.data import DataLoader, binarize_dynamic, load_digits, load_mnist
+from minigen.data import DataLoader, binarize_dynamic
 from minigen.models import VAE, ConvVAE
 from minigen.models.gradient_estimators import gradient_samples
 from minigen.optim import Adam
-from minigen.utils import save_image_grid
+
+from common import (example_parser, import_pyplot, is_report_epoch, load_images, parse_args,
+                    save_figure, save_grid, train_epoch)
 
 TEST_SEED = 12345
 DIGITS_TEST = 297
@@ -38,14 +39,7 @@ DIGITS_TEST = 297
 
 def load(args):
     """(train_x, train_y, test_x, test_y) as NumPy arrays (N, 1, S, S); test images binarised once."""
-    if args.dataset == "mnist":
-        if args.data_dir is None:
-            raise SystemExit("--dataset mnist needs --data-dir (the folder holding the MNIST IDX files)")
-        (train_x, train_y), (test_x, test_y) = (load_mnist(args.data_dir, s) for s in ("train", "test"))
-    else:
-        images, labels = load_digits()
-        train_x, train_y = images[:-DIGITS_TEST], labels[:-DIGITS_TEST]
-        test_x, test_y = images[-DIGITS_TEST:], labels[-DIGITS_TEST:]
+    train_x, train_y, test_x, test_y = load_images(args, digits_test=DIGITS_TEST, shuffle=False)
     if args.likelihood == "bernoulli":
         test_x = (np.random.default_rng(TEST_SEED).random(test_x.shape) < test_x).astype(np.float32)
     return train_x, train_y, test_x, test_y
@@ -88,12 +82,8 @@ def latent_walk(model, args, labels):
 
 
 def plot_losses(history, path):
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        print("matplotlib is not installed: loss.png skipped")
+    plt = import_pyplot(path)
+    if plt is None:
         return
     fig, ax = plt.subplots(figsize=(5, 3.2))
     epochs = range(1, len(history["train"]) + 1)
@@ -102,16 +92,11 @@ def plot_losses(history, path):
     ax.set_xlabel("epoch")
     ax.set_ylabel("nats per image")
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    print(f"wrote {path}")
+    save_figure(fig, path)
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--dataset", choices=["digits", "mnist"], default="digits")
-    parser.add_argument("--data-dir", default=None, help="folder with the MNIST IDX files (for --dataset mnist)")
+    parser = example_parser(__doc__)
     parser.add_argument("--conv", action="store_true", help="ConvVAE instead of the MLP VAE")
     parser.add_argument("--conditional", action="store_true", help="class-conditional VAE (labels to encoder and decoder)")
     parser.add_argument("--beta", type=float, default=1.0, help="weight of the KL term (beta-VAE)")
@@ -125,10 +110,7 @@ def main():
     parser.add_argument("--iwae-k", type=int, default=1000, help="importance samples for the test NLL")
     parser.add_argument("--nll-images", type=int, default=None,
                         help="test images for the IWAE NLL (default: all on digits, 1000 on MNIST)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
-    parser.add_argument("--out", default=os.path.join("out", "vae"))
-    args = parser.parse_args()
+    args = parse_args(parser, "vae")
     mnist = args.dataset == "mnist"
     args.hidden = args.hidden or ([400] if mnist else [256, 256])
     args.epochs = args.epochs if args.epochs is not None else (10 if mnist else 300)
@@ -153,17 +135,9 @@ def main():
     history = {"train": [], "test": []}
     start = time.perf_counter()
     for epoch in range(1, args.epochs + 1):
-        total = 0.0
-        for batch in loader:
-            xb, yb = batch if args.conditional else (batch, None)
-            optimizer.zero_grad()
-            loss = model.loss(xb, yb)
-            loss.backward()
-            optimizer.step()
-            total += loss.item() * len(xb)
-        history["train"].append(total / len(train_x))
+        history["train"].append(train_epoch(loader, optimizer, model.loss))  # model.loss(x[, y])
         history["test"].append(-evaluate(model, test_x[:1000], None if test_labels is None else test_labels[:1000], args)[0])
-        if epoch == 1 or epoch % max(1, args.epochs // 10) == 0 or epoch == args.epochs:
+        if is_report_epoch(epoch, args.epochs):
             print(f"epoch {epoch:4d}  train loss {history['train'][-1]:8.3f}  test -ELBO {history['test'][-1]:8.3f}  "
                   f"({time.perf_counter() - start:.1f} s)")
     train_time = time.perf_counter() - start
@@ -191,7 +165,6 @@ def main():
           f"({variances['score_function'] / variances['reparameterised']:.0f}x higher)")
 
     os.makedirs(args.out, exist_ok=True)
-    upscale = 4 if side == 8 else 1
     sample_labels = np.repeat(np.arange(10), 10) if args.conditional else None  # one class per row
     walk, walk_rows = latent_walk(model, args, 3 if args.conditional else None)
     rows = backend.to_device(test_x[:10], args.device)
@@ -206,8 +179,7 @@ def main():
                                                  None if test_labels is None else test_labels[10:18]), 10),
     }
     for name, (images, nrow) in pictures.items():
-        images = backend.to_numpy(images).reshape(-1, 1, side, side)
-        print(f"wrote {save_image_grid(images, os.path.join(args.out, name), nrow=nrow, upscale=upscale)}")
+        save_grid(backend.to_numpy(images).reshape(-1, 1, side, side), args.out, name, nrow=nrow)
     minigen.save({"model": model.state_dict()}, os.path.join(args.out, "model.npz"))
     print(f"wrote {os.path.join(args.out, 'model.npz')} (minigen.load(path)['model'] -> load_state_dict)")
     plot_losses(history, os.path.join(args.out, "loss.png"))

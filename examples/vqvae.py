@@ -11,33 +11,17 @@ code grids of the training images. Writes to --out: reconstructions.png (rows of
 their reconstructions), samples.png (prior samples decoded) and codes.png (each code tiled over
 the whole grid, decoded).
 """
-import argparse
-import os
 import time
 
 import numpy as np
 
 import minigen
 from minigen import backend
-from minigen.data import DataLoader, load_digits, load_mnist
+from minigen.data import DataLoader
 from minigen.models import VQVAE, PixelCNN
 from minigen.optim import Adam
-from minigen.utils import save_image_grid
 
-
-def load(args):
-    """(train, test) float images in [0, 1], (N, 1, H, W)."""
-    if args.dataset == "mnist":
-        if args.data_dir is None:
-            raise SystemExit("--dataset mnist needs --data-dir (the folder holding the MNIST IDX files)")
-        train, test = (load_mnist(args.data_dir, split)[0] for split in ("train", "test"))
-    else:
-        images = load_digits(return_labels=False)
-        order = np.random.default_rng(args.seed).permutation(len(images))
-        train, test = images[order[300:]], images[order[:300]]  # 1497 / 300
-    if args.train_size:
-        train = train[:args.train_size]
-    return train, test
+from common import example_parser, is_report_epoch, load_images, parse_args, save_grid, train_epoch
 
 
 def in_batches(fn, x, batch_size=500):
@@ -62,7 +46,7 @@ def train_vqvae(model, train, args):
         used, perplexity = int((vq.usage > 0).sum()), vq.perplexity()
         with minigen.no_grad():
             restarted = vq.restart_dead_codes(model.encoder(minigen.tensor(x)), random_state=epoch)
-        if epoch == 1 or epoch % max(1, args.epochs // 10) == 0 or epoch == args.epochs:
+        if is_report_epoch(epoch, args.epochs):
             total, recon, codebook, commitment = sums / len(train)
             print(f"epoch {epoch:3d}: loss {total:7.2f} = reconstruction {recon:7.2f} + codebook "
                   f"{codebook:.3f} + commitment {commitment:.3f}; codes used {used}/{vq.num_embeddings}, "
@@ -73,21 +57,13 @@ def train_prior(prior, codes, args):
     opt = Adam(prior.parameters(), lr=args.lr)
     loader = DataLoader(codes, batch_size=args.batch_size, shuffle=True, seed=args.seed, device=args.device)
     for epoch in range(1, args.prior_epochs + 1):
-        total = 0.0
-        for k in loader:
-            opt.zero_grad()
-            loss = prior.loss(k)
-            loss.backward()
-            opt.step()
-            total += loss.item() * len(k)
-        if epoch == 1 or epoch % max(1, args.prior_epochs // 5) == 0 or epoch == args.prior_epochs:
-            print(f"prior epoch {epoch:3d}: NLL of the code grids {total / len(codes):.2f} nats")
+        loss = train_epoch(loader, opt, prior.loss)
+        if is_report_epoch(epoch, args.prior_epochs, n_reports=5):
+            print(f"prior epoch {epoch:3d}: NLL of the code grids {loss:.2f} nats")
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--dataset", choices=["digits", "mnist"], default="digits")
-    parser.add_argument("--data-dir", default=None, help="folder with the MNIST IDX files (for --dataset mnist)")
+    parser = example_parser(__doc__)
     parser.add_argument("--train-size", type=int, default=None, help="use only the first N training images")
     parser.add_argument("--epochs", type=int, default=30, help="VQ-VAE epochs")
     parser.add_argument("--prior-epochs", type=int, default=30)
@@ -98,13 +74,12 @@ def main():
     parser.add_argument("--ema", action="store_true", help="EMA codebook updates")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--lr", type=float, default=2e-3)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
-    parser.add_argument("--out", default=os.path.join("out", "vqvae"))
-    args = parser.parse_args()
+    args = parse_args(parser, "vqvae")
 
     minigen.manual_seed(args.seed)
-    train, test = load(args)
+    train, _, test, _ = load_images(args)
+    if args.train_size:
+        train = train[:args.train_size]
     _, _, H, W = train.shape
     n_downsample = 1 if H == 8 else 2  # 8x8 -> 4x4 codes, 28x28 -> 7x7
     model = VQVAE(hidden_channels=args.hidden, num_embeddings=args.codes, embedding_dim=args.dim,
@@ -135,16 +110,12 @@ def main():
     print(f"prior: {args.prior_epochs} epochs in {time.perf_counter() - start:.1f} s; test code grids "
           f"{prior_nll:.2f} nats (uniform prior: {grid[0] * grid[1] * np.log(args.codes):.2f})")
 
-    os.makedirs(args.out, exist_ok=True)
-    upscale = 4 if H == 8 else 1
     rows = test_d[:10]
     pairs = backend.get_array_module(rows).concatenate([rows, model.reconstruct(rows).data])
-    print(f"wrote {save_image_grid(pairs, os.path.join(args.out, 'reconstructions.png'), nrow=10, upscale=upscale)}")
-    samples = model.generate(prior, 100, grid, random_state=args.seed)
-    print(f"wrote {save_image_grid(samples, os.path.join(args.out, 'samples.png'), nrow=10, upscale=upscale)}")
+    save_grid(pairs, args.out, "reconstructions.png", nrow=10)
+    save_grid(model.generate(prior, 100, grid, random_state=args.seed), args.out, "samples.png", nrow=10)
     code_images = model.decode_codes(np.arange(args.codes).reshape(-1, 1, 1).repeat(grid[0], 1).repeat(grid[1], 2))
-    print(f"wrote {save_image_grid(code_images, os.path.join(args.out, 'codes.png'), nrow=8, upscale=upscale)}"
-          f" (each code repeated over the whole grid, decoded)")
+    save_grid(code_images, args.out, "codes.png", nrow=8, note=" (each code repeated over the whole grid, decoded)")
 
 
 if __name__ == "__main__":
