@@ -16,9 +16,8 @@ PyTorch after them, alone (importing torch slows NumPy's threaded GEMMs, see mai
     python benchmarks/bench_mlp_vae_step.py [--steps 50] [--warmup 10] [--threads 2]
 """
 import argparse
-import os
-import sys
-import time
+
+from common import median_times, set_blas_threads
 
 parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
 parser.add_argument("--steps", type=int, default=50, help="timed steps (median reported)")
@@ -27,12 +26,10 @@ parser.add_argument("--threads", type=int, default=2, help="BLAS / torch threads
 parser.add_argument("--batch", type=int, default=128)
 parser.add_argument("--no-torch", action="store_true", help="skip PyTorch even if installed")
 args = parser.parse_args()
-for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ[var] = str(args.threads)  # before NumPy starts its BLAS
+set_blas_threads(args.threads)  # before NumPy starts its BLAS
 
 import numpy as np  # noqa: E402
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 import minigen  # noqa: E402
 import minigen.functional as F  # noqa: E402
 from minigen import nn  # noqa: E402
@@ -154,20 +151,6 @@ def torch_setup(state, x, eps):
 
 # ----------------------------------------------------------------------------- timing
 
-def interleaved_times_ms(fns):
-    """(median, min) time of each function, called in turn (round-robin) so all see the same load."""
-    for _ in range(args.warmup):
-        for fn in fns.values():
-            fn()
-    times = {name: [] for name in fns}
-    for _ in range(args.steps):
-        for name, fn in fns.items():
-            start = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - start)
-    return {name: (1e3 * float(np.median(t)), 1e3 * min(t)) for name, t in times.items()}
-
-
 def main():
     rng = np.random.default_rng(0)
     x = (rng.random((args.batch, SIZES["d"])) < 0.3).astype(np.float32)  # binary "images"
@@ -206,27 +189,26 @@ def main():
     print("loss at step 1 / after 3 steps (must agree): " + ", ".join(
         f"{name} {r['first']:.4f} / {r['third']:.4f}" for name, r in results.items()))
     for name, r in results.items():
-        (step, step_min), (fb, fb_min) = r["step"], r["fwd_bwd"]
-        print(f"  {name:<20s} step {step:7.2f} ms (min {step_min:6.2f})   forward+backward "
-              f"{fb:6.2f} ms (min {fb_min:6.2f})   optimizer ~{step - fb:5.2f} ms")
+        print(f"  {name:<20s} step {r['step']:6.2f} ms   forward+backward {r['fwd_bwd']:6.2f} ms   "
+              f"optimizer ~{r['step'] - r['fwd_bwd']:5.2f} ms")
     ours = results["minigen"]
     for name, r in results.items():
         if name != "minigen":
-            print(f"  minigen / {name:<10s} step {ours['step'][0] / r['step'][0]:5.2f}x   "
-                  f"forward+backward {ours['fwd_bwd'][0] / r['fwd_bwd'][0]:5.2f}x   (medians)")
+            print(f"  minigen / {name:<20s} step {ours['step'] / r['step']:5.2f}x   "
+                  f"forward+backward {ours['fwd_bwd'] / r['fwd_bwd']:5.2f}x")
 
 
 def measure(runs):
-    """name -> {first, third: losses; step, fwd_bwd: (median, min) ms} for (step, fwd_bwd) pairs."""
+    """name -> {first, third: losses; step, fwd_bwd: median ms}, for name -> (step, fwd_bwd) functions."""
     first = {name: step() for name, (step, _) in runs.items()}
     for _ in range(2):
         for step, _ in runs.values():
             step()
     third = {name: fwd_bwd() for name, (_, fwd_bwd) in runs.items()}
-    step_ms = interleaved_times_ms({name: step for name, (step, _) in runs.items()})
-    fb_ms = interleaved_times_ms({name: fwd_bwd for name, (_, fwd_bwd) in runs.items()})
-    return {name: dict(first=first[name], third=third[name], step=step_ms[name], fwd_bwd=fb_ms[name])
-            for name in runs}
+    step_s = median_times({name: step for name, (step, _) in runs.items()}, args.steps, args.warmup)
+    fb_s = median_times({name: fwd_bwd for name, (_, fwd_bwd) in runs.items()}, args.steps, args.warmup)
+    return {name: dict(first=first[name], third=third[name], step=1e3 * step_s[name],
+                       fwd_bwd=1e3 * fb_s[name]) for name in runs}
 
 
 if __name__ == "__main__":

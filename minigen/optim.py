@@ -84,9 +84,10 @@ class _FlatGroup:
         if p.grad is None:
             return False
         if p.grad is not grad_view:
-            if tuple(p.grad.shape) != data_view.shape:
-                raise ValueError(f"optimizer: parameter {self.indices[i]} of shape {data_view.shape} "
-                                 f"has a gradient of shape {tuple(p.grad.shape)}")
+            if tuple(p.grad.shape) != data_view.shape or backend.device_of(p.grad) != self.device:
+                raise ValueError(f"optimizer: parameter {self.indices[i]} of shape {data_view.shape} on "
+                                 f"{self.device} has a gradient of shape {tuple(p.grad.shape)} on "
+                                 f"{backend.device_of(p.grad)}")
             grad_view[...] = p.grad
             p.grad = grad_view
         return True

@@ -6,7 +6,8 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 import minigen
-from minigen import nn, optim
+from devices import on_device, to_host
+from minigen import backend, nn, optim
 from minigen.nn.utils import clip_grad_norm_
 
 SHAPES = [(3, 4), (4,), (2, 3)]
@@ -27,7 +28,7 @@ def run(optimizer, params, n_steps):
     for t in range(n_steps):
         optimizer.zero_grad()
         for p, g in zip(params, grads_for(t)):
-            p.grad += g
+            p.grad += on_device(g)
         optimizer.step()
     return [p.numpy().copy() for p in params]
 
@@ -91,9 +92,9 @@ def test_first_adam_step_moves_each_coordinate_by_lr_against_the_gradient(g, lr)
     """t = 1: m_hat = g, v_hat = g^2, so the step is lr * g / (|g| + eps) ~ lr * sign(g)."""
     p = nn.Parameter(np.zeros(len(g)))
     opt = optim.Adam([p], lr=lr, eps=1e-12)
-    p.grad = np.array(g)
+    p.grad = on_device(g)
     opt.step()
-    np.testing.assert_allclose(p.data, -lr * np.sign(g), rtol=1e-9)
+    np.testing.assert_allclose(p.numpy(), -lr * np.sign(g), rtol=1e-9)
 
 
 # ----------------------------------------------------------------------------- flat storage
@@ -103,15 +104,20 @@ def test_parameters_become_views_of_one_flat_buffer_and_backward_fills_it():
     before = [p.numpy().copy() for p in model.parameters()]
     opt = optim.Adam(model.parameters())
     (group,) = opt._groups
+    group.data += 1  # every parameter sees a change to the flat buffer
     for p, b in zip(model.parameters(), before):
-        assert np.shares_memory(p.data, group.data)
-        np.testing.assert_array_equal(p.data, b)  # values kept
+        np.testing.assert_allclose(p.numpy(), b + 1, rtol=1e-6)
     opt.zero_grad()
     views = [p.grad for p in model.parameters()]
-    assert all(np.shares_memory(g, group.grad) and not g.any() for g in views)
+    assert not to_host(group.grad).any()
+    group.grad += 2
+    assert all(np.all(to_host(g) == 2) for g in views)
+    opt.zero_grad()
     model(minigen.randn(5, 3)).sum().backward()
     assert all(p.grad is v for p, v in zip(model.parameters(), views))  # accumulated in place
-    assert group.grad.any()
+    expected = np.concatenate([to_host(p.grad).ravel() for p in model.parameters()])
+    np.testing.assert_array_equal(to_host(group.grad), expected)
+    assert expected.any()
 
 
 def test_parameter_without_grad_is_not_updated_nor_its_state():
@@ -120,24 +126,24 @@ def test_parameter_without_grad_is_not_updated_nor_its_state():
     opt = optim.Adam(params, lr=0.1, weight_decay=0.1)
     for t in range(2):
         for p, g in zip(params, grads_for(t)):
-            p.grad = g
+            p.grad = on_device(g)
         params[1].grad = None  # the middle parameter gets no gradient: the flat update splits
         opt.step()
-    np.testing.assert_array_equal(params[1].data, start[1])
+    np.testing.assert_array_equal(params[1].numpy(), start[1])
     state = opt.state_dict()["state"]
-    assert state["1"]["step"] == 0 and not state["1"]["exp_avg"].any()
+    assert state["1"]["step"] == 0 and not to_host(state["1"]["exp_avg"]).any()
     assert state["0"]["step"] == state["2"]["step"] == 2
     ref = adam_reference(start, 2, lr=0.1, weight_decay=0.1)
-    np.testing.assert_allclose(params[0].data, ref[0], rtol=1e-12)
-    np.testing.assert_allclose(params[2].data, ref[2], rtol=1e-12)
+    np.testing.assert_allclose(params[0].numpy(), ref[0], rtol=1e-12)
+    np.testing.assert_allclose(params[2].numpy(), ref[2], rtol=1e-12)
     # Its first real step uses t = 1 bias corrections even though the others are at t = 3.
     g = grads_for(0)[1]
     for p in params:
-        p.grad = np.zeros_like(p.data)
-    params[1].grad = g
+        p.grad = p.data * 0
+    params[1].grad = on_device(g)
     opt.step()
     d = g + 0.1 * start[1]
-    np.testing.assert_allclose(params[1].data, start[1] - 0.1 * d / (np.abs(d) + 1e-8), rtol=1e-12)
+    np.testing.assert_allclose(params[1].numpy(), start[1] - 0.1 * d / (np.abs(d) + 1e-8), rtol=1e-12)
 
 
 def test_set_to_none_and_module_zero_grad_paths_agree_with_the_fast_path():
@@ -168,17 +174,16 @@ def test_set_to_none_and_module_zero_grad_paths_agree_with_the_fast_path():
 def test_replaced_data_is_adopted_and_bad_replacements_raise():
     params = make_params()
     opt = optim.SGD(params, lr=0.5)
-    new = np.full(SHAPES[0], 3.0)
-    params[0].data = new
-    params[0].grad = np.ones(SHAPES[0])
+    params[0].data = on_device(np.full(SHAPES[0], 3.0))
+    params[0].grad = on_device(np.ones(SHAPES[0]))
     opt.step()
-    np.testing.assert_array_equal(params[0].data, 2.5)
-    assert np.shares_memory(params[0].data, opt._groups[0].data)
-    params[0].data = np.zeros(SHAPES[0], dtype=np.float32)
+    np.testing.assert_array_equal(params[0].numpy(), 2.5)
+    assert params[0].data is opt._groups[0].data_views[0]  # back in the flat buffer
+    params[0].data = on_device(np.zeros(SHAPES[0], dtype=np.float32))
     with pytest.raises(RuntimeError, match="float32"):
         opt.step()
-    params[0].data = np.zeros(SHAPES[0])
-    params[2].grad = np.ones(5)
+    params[0].data = on_device(np.zeros(SHAPES[0]))
+    params[2].grad = on_device(np.ones(5))
     with pytest.raises(ValueError, match="gradient of shape"):
         opt.step()
 
@@ -188,9 +193,9 @@ def test_lr_attribute_and_mixed_dtypes():
     opt = optim.SGD([p32, p64, p32], lr=1.0)  # duplicates are ignored
     assert len(opt._groups) == 2 and len(opt.params) == 2
     opt.lr = 0.25
-    p32.grad, p64.grad = np.ones(3, dtype=np.float32), np.ones(2)
+    p32.grad, p64.grad = on_device(np.ones(3, dtype=np.float32)), on_device(np.ones(2))
     opt.step()
-    assert p32.dtype == np.float32 and np.all(p32.data == 0.75) and np.all(p64.data == 0.75)
+    assert p32.dtype == np.float32 and np.all(p32.numpy() == 0.75) and np.all(p64.numpy() == 0.75)
 
 
 def test_bad_hyperparameters_and_inputs_raise():
@@ -220,7 +225,7 @@ def test_state_dict_round_trip_continues_identically():
     run(opt_a, params_a, 2)
     run(opt_b, params_b, 2)
     for pa, pb in zip(params_a, params_b):
-        np.testing.assert_array_equal(pa.data, pb.data)
+        np.testing.assert_array_equal(pa.numpy(), pb.numpy())
     bad = opt_a.state_dict()
     bad["state"]["1"]["exp_avg"] = np.zeros(7)
     with pytest.raises(ValueError, match="exp_avg"):
@@ -235,18 +240,18 @@ def test_state_dict_round_trip_continues_identically():
 def test_clip_grad_norm_matches_direct_computation(norm_type):
     params = make_params()
     for p, g in zip(params, grads_for(0)):
-        p.grad = 10 * g
+        p.grad = on_device(10 * g)
     params.append(nn.Parameter(np.ones(2)))  # grad None: skipped
-    flat = np.concatenate([p.grad.ravel() for p in params[:3]])
+    flat = np.concatenate([to_host(p.grad).ravel() for p in params[:3]])
     expected = np.linalg.norm(flat, ord=norm_type)
     total = clip_grad_norm_(params, max_norm=1.0, norm_type=norm_type)
     assert total.item() == pytest.approx(expected, rel=1e-12)
-    clipped = np.concatenate([p.grad.ravel() for p in params[:3]])
+    clipped = np.concatenate([to_host(p.grad).ravel() for p in params[:3]])
     np.testing.assert_allclose(clipped, flat / (expected + 1e-6), rtol=1e-12)
     assert np.linalg.norm(clipped, ord=norm_type) == pytest.approx(1.0, rel=1e-5)
     # Under the limit nothing changes.
     total = clip_grad_norm_(params, max_norm=5.0, norm_type=norm_type)
-    np.testing.assert_array_equal(np.concatenate([p.grad.ravel() for p in params[:3]]), clipped)
+    np.testing.assert_array_equal(np.concatenate([to_host(p.grad).ravel() for p in params[:3]]), clipped)
 
 
 def test_clip_grad_norm_on_flat_views_and_errors():
@@ -255,7 +260,7 @@ def test_clip_grad_norm_on_flat_views_and_errors():
     opt.zero_grad()
     (model(minigen.randn(8, 4)) * 100).sum().backward()
     clip_grad_norm_(model.parameters(), 0.5)
-    assert np.linalg.norm(opt._groups[0].grad) == pytest.approx(0.5, rel=1e-4)
+    assert np.linalg.norm(to_host(opt._groups[0].grad)) == pytest.approx(0.5, rel=1e-4)
     model.weight.grad[0, 0] = np.nan
     with pytest.raises(RuntimeError, match="nan"):
         clip_grad_norm_(model.parameters(), 1.0, error_if_nonfinite=True)
@@ -265,6 +270,7 @@ def test_clip_grad_norm_on_flat_views_and_errors():
 
 # ----------------------------------------------------------------------------- one code path
 
+@pytest.mark.cpu_only  # swaps NumPy arrays for the strict stand-in; a cuda run is the real check
 @pytest.mark.parametrize("make", [
     lambda ps: optim.Adam(ps, lr=0.01, weight_decay=0.1),
     lambda ps: optim.SGD(ps, lr=0.1, momentum=0.9, weight_decay=0.01, nesterov=True),
@@ -302,4 +308,16 @@ def test_frozen_parameter_is_never_updated():
         assert params[0].grad is None and params[1].grad is not None
         (params[1] * params[2].sum()).sum().backward()
         opt.step()
-    np.testing.assert_array_equal(params[0].data, start)
+    np.testing.assert_array_equal(params[0].numpy(), start)
+
+
+def test_data_or_gradient_on_another_device_raises(fake_cupy):
+    p = nn.Parameter(np.ones(3), device="cpu")
+    opt = optim.SGD([p], lr=0.1)
+    p.grad = backend.to_device(np.ones(3), "cuda")
+    with pytest.raises(ValueError, match="on cuda"):
+        opt.step()
+    p.grad = None
+    p.data = backend.to_device(np.ones(3), "cuda")
+    with pytest.raises(RuntimeError, match="on cuda"):
+        opt.step()

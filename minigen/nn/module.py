@@ -7,8 +7,6 @@ from collections import OrderedDict
 
 import numpy
 
-import numpy
-
 from .. import backend
 from ..autograd import Tensor
 
@@ -29,8 +27,6 @@ class Parameter(Tensor):
             device = backend.default_device()
         if device is not None:
             data = backend.to_device(data, device)
-        if not hasattr(data, "dtype"):  # a list or a number
-            data = numpy.asarray(data, dtype="float32")
         if data.dtype.kind != "f":
             data = data.astype("float32")
         super().__init__(data, requires_grad=requires_grad)

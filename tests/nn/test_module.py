@@ -6,6 +6,7 @@ import pytest
 
 import minigen
 import minigen.functional as F
+from devices import on_device, to_host
 from minigen import nn
 
 
@@ -15,7 +16,7 @@ class TwoLayer(nn.Module):
         self.fc1 = nn.Linear(3, 4)
         self.act = nn.Tanh()
         self.fc2 = nn.Linear(4, 2)
-        self.register_buffer("count", np.zeros(1))
+        self.register_buffer("count", on_device(np.zeros(1)))
 
     def forward(self, x):
         return self.fc2(self.act(self.fc1(x)))
@@ -77,8 +78,8 @@ def test_state_dict_round_trip_includes_buffers():
     missing, unexpected = b.load_state_dict({k: v.copy() for k, v in state.items()})
     assert missing == [] and unexpected == []
     for (name, pa), (_, pb) in zip(a.named_parameters(), b.named_parameters()):
-        np.testing.assert_array_equal(pa.data, pb.data, err_msg=name)
-    assert b.count[0] == 7
+        np.testing.assert_array_equal(to_host(pa), to_host(pb), err_msg=name)
+    assert to_host(b.count)[0] == 7
 
 
 def test_load_state_dict_lists_every_problem():
@@ -98,14 +99,14 @@ def test_load_state_dict_lists_every_problem():
     state["fc2.weight"] = np.zeros((2, 4), dtype=np.float32)
     missing, unexpected = m.load_state_dict(state, strict=False)
     assert missing == ["fc1.bias"] and unexpected == ["fc9.weight"]
-    np.testing.assert_array_equal(m.fc2.weight.data, 0)
+    np.testing.assert_array_equal(to_host(m.fc2.weight), 0)
 
 
 def test_load_state_dict_writes_in_place():
     m = TwoLayer()
     before = m.fc1.weight.data
-    m.load_state_dict({k: np.ones_like(v) for k, v in m.state_dict().items()})
-    assert m.fc1.weight.data is before and np.all(before == 1)
+    m.load_state_dict({k: np.ones(v.shape) for k, v in m.state_dict().items()})
+    assert m.fc1.weight.data is before and np.all(to_host(before) == 1)
 
 
 # ----------------------------------------------------------------------------- containers
@@ -114,7 +115,7 @@ def test_sequential_applies_in_order_with_pytorch_names():
     seq = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
     x = minigen.randn(5, 3)
     expected = seq[2](seq[1](seq[0](x)))
-    np.testing.assert_array_equal(seq(x).data, expected.data)
+    np.testing.assert_array_equal(to_host(seq(x)), to_host(expected))
     assert [n for n, _ in seq.named_parameters()] == ["0.weight", "0.bias", "2.weight", "2.bias"]
     assert len(seq) == 3 and seq[-1] is seq[2]
     assert [type(m).__name__ for m in seq[1:]] == ["ReLU", "Linear"]
@@ -164,13 +165,13 @@ def test_module_list_and_dict_register_their_modules():
 ])
 def test_activation_layers_match_functions(layer, fn):
     x = minigen.randn(4, 3, generator=0)
-    np.testing.assert_array_equal(layer(x).data, fn(x).data)
+    np.testing.assert_array_equal(to_host(layer(x)), to_host(fn(x)))
 
 
 def test_softplus_beta_and_identity_flatten():
     x = minigen.randn(2, 3, 4, 5, generator=1)
     expected = np.log1p(np.exp(2 * x.numpy())) / 2
-    np.testing.assert_allclose(nn.Softplus(beta=2)(x).data, expected, rtol=1e-5)
+    np.testing.assert_allclose(to_host(nn.Softplus(beta=2)(x)), expected, rtol=1e-5)
     assert nn.Identity()(x) is x
     assert nn.Flatten()(x).shape == (2, 60)
     assert nn.Flatten(1, 2)(x).shape == (2, 12, 5)
