@@ -189,7 +189,7 @@ class Softplus(Function):
 class Relu(Function):
     def forward(self, x):
         self.positive = x > 0
-        return get_array_module(x).where(self.positive, x, x.dtype.type(0))  # x * mask: -inf*0 is NaN
+        return get_array_module(x).maximum(x, x.dtype.type(0))  # not x * mask: -inf * 0 is NaN
 
     def backward(self, g):
         return g * self.positive

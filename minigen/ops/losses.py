@@ -7,7 +7,7 @@ import math
 
 from ..autograd import Function, Tensor
 from ..backend import get_array_module
-from .elementwise import stable_sigmoid, log
+from .elementwise import log
 from .reduce import mean, sum
 
 __all__ = ["binary_cross_entropy_with_logits", "cross_entropy", "mse_loss", "gaussian_nll"]
@@ -38,7 +38,14 @@ class BCEWithLogits(Function):
 
     def backward(self, g):
         need_x, need_t = self.needs_input_grad
-        gx = g * (stable_sigmoid(self.x) - self.t) if need_x else None
+        gx = None
+        if need_x:  # (sigmoid(x) - t) g, with sigmoid(x) = (1 + tanh(x / 2)) / 2: stable, in place
+            xp = get_array_module(g)
+            gx = xp.tanh(self.x * self.x.dtype.type(0.5))
+            gx *= 0.5
+            gx += 0.5
+            gx -= self.t
+            gx *= g
         gt = -g * self.x if need_t else None
         return gx, gt
 
