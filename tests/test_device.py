@@ -181,7 +181,7 @@ def test_optimizer_state_lives_on_the_parameters_device_and_steps_match(fake_cup
 def test_dataloader_yields_batches_on_the_device(fake_cupy):
     X = np.linspace(0, 1, 20, dtype=np.float32).reshape(10, 2)
     y = np.arange(10)
-    host = list(DataLoader(X, y, batch_size=4, shuffle=True, seed=0))
+    host = list(DataLoader(X, y, batch_size=4, shuffle=True, seed=0, device="cpu"))
     device = list(DataLoader(X, y, batch_size=4, shuffle=True, seed=0, device="cuda"))
     assert len(device) == 3
     for (xh, yh), (xd, yd) in zip(host, device):

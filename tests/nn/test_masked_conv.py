@@ -6,12 +6,13 @@ from hypothesis import given, settings, strategies as st
 import minigen
 import minigen.functional as F
 import minigen.nn as nn
+from devices import on_device, to_host
 
 
 def masked_layer(c_in, c_out, k, mask_type, groups=1, seed=0, dilation=1):
     layer = nn.MaskedConv2d(c_in, c_out, k, mask_type, dilation=dilation, channel_groups=groups,
                             generator=seed).double()
-    layer.bias.data[...] = np.random.default_rng(seed).standard_normal(c_out)
+    layer.bias.data[...] = on_device(np.random.default_rng(seed).standard_normal(c_out))
     return layer
 
 
@@ -31,7 +32,7 @@ def dependency(net, c_in, size, groups, seed=0):
             x.grad = None
             block = slice(k * c_out // groups, (k + 1) * c_out // groups)
             y[0, block, p // w, p % w].sum().backward(retain_graph=True)
-            g = np.abs(x.grad[0]).reshape(groups, c_in // groups, h * w).sum(axis=1)  # (l, q)
+            g = np.abs(to_host(x.grad[0])).reshape(groups, c_in // groups, h * w).sum(axis=1)  # (l, q)
             dep[p, k] = g.T
     return dep
 
@@ -47,19 +48,19 @@ def allowed(size, groups, mask_type):
 
 
 def test_mask_values_single_group():
-    a = nn.MaskedConv2d(1, 1, 3, "A").mask[0, 0]
-    b = nn.MaskedConv2d(1, 1, 3, "B").mask[0, 0]
+    a = to_host(nn.MaskedConv2d(1, 1, 3, "A").mask[0, 0])
+    b = to_host(nn.MaskedConv2d(1, 1, 3, "B").mask[0, 0])
     np.testing.assert_array_equal(a, [[1, 1, 1], [1, 0, 0], [0, 0, 0]])
     np.testing.assert_array_equal(b, [[1, 1, 1], [1, 1, 0], [0, 0, 0]])
-    big = nn.MaskedConv2d(2, 4, (5, 3), "B").mask
+    big = to_host(nn.MaskedConv2d(2, 4, (5, 3), "B").mask)
     assert big.shape == (4, 2, 5, 3)
     assert big[:, :, :2].all() and not big[:, :, 3:].any() and big[:, :, 2, :2].all()
 
 
 def test_mask_centre_with_rgb_channel_groups():
     """Output channels 0-1 are R, 2-3 G, 4-5 B; input channels R, G, B (van den Oord et al. 2016, 3.4)."""
-    a = nn.MaskedConv2d(3, 6, 3, "A", channel_groups=3).mask[:, :, 1, 1]
-    b = nn.MaskedConv2d(3, 6, 3, "B", channel_groups=3).mask[:, :, 1, 1]
+    a = to_host(nn.MaskedConv2d(3, 6, 3, "A", channel_groups=3).mask[:, :, 1, 1])
+    b = to_host(nn.MaskedConv2d(3, 6, 3, "B", channel_groups=3).mask[:, :, 1, 1])
     np.testing.assert_array_equal(a, [[0, 0, 0], [0, 0, 0], [1, 0, 0], [1, 0, 0], [1, 1, 0], [1, 1, 0]])
     np.testing.assert_array_equal(b, [[1, 0, 0], [1, 0, 0], [1, 1, 0], [1, 1, 0], [1, 1, 1], [1, 1, 1]])
 
@@ -105,7 +106,7 @@ def test_weight_gradient_is_zero_where_masked():
     x = minigen.tensor(np.random.default_rng(0).standard_normal((2, 3, 6, 6)), dtype="float64")
     y = layer(x)
     y.backward(np.random.default_rng(1).standard_normal(y.shape))
-    grad, mask = layer.weight.grad, layer.mask
+    grad, mask = to_host(layer.weight.grad), to_host(layer.mask)
     assert np.all(grad[mask == 0] == 0)
     assert np.all(grad[mask == 1] != 0)
 

@@ -6,6 +6,7 @@ from hypothesis import given, settings, strategies as st
 import minigen
 import minigen.functional as F
 import minigen.nn as nn
+from devices import on_device, to_host
 
 
 def t64(a, grad=False):
@@ -38,7 +39,8 @@ def test_batch_norm_gradcheck_train_and_eval(shape, seed):
     inputs = [t64(x, True), t64(w, True), t64(b, True)]
     assert minigen.gradcheck(lambda x, w, b: F.batch_norm(x, None, None, w, b, training=True), inputs)
     mean, var = rng.standard_normal(c), rng.uniform(0.5, 2, c)
-    assert minigen.gradcheck(lambda x, w, b: F.batch_norm(x, mean, var, w, b, training=False), inputs)
+    assert minigen.gradcheck(lambda x, w, b: F.batch_norm(x, on_device(mean), on_device(var), w, b, training=False),
+                             inputs)
 
 
 def test_batch_norm_training_standardises_each_channel():
@@ -59,24 +61,24 @@ def test_running_statistics_follow_pytorch_update():
         m = x.size // 3
         mean = 0.8 * mean + 0.2 * x.mean(axis=(0, 2, 3))
         var = 0.8 * var + 0.2 * x.var(axis=(0, 2, 3)) * m / (m - 1)  # unbiased, as PyTorch
-    np.testing.assert_allclose(bn.running_mean, mean, atol=1e-12)
-    np.testing.assert_allclose(bn.running_var, var, atol=1e-12)
+    np.testing.assert_allclose(to_host(bn.running_mean), mean, atol=1e-12)
+    np.testing.assert_allclose(to_host(bn.running_var), var, atol=1e-12)
 
 
 def test_eval_mode_uses_running_statistics_and_leaves_them_alone():
     rng = np.random.default_rng(2)
     bn = nn.BatchNorm1d(4).double()
-    bn.weight.data[...] = rng.standard_normal(4)
-    bn.bias.data[...] = rng.standard_normal(4)
-    bn.running_mean[...] = rng.standard_normal(4)
-    bn.running_var[...] = rng.uniform(0.5, 2, 4)
-    before = bn.running_mean.copy(), bn.running_var.copy()
+    bn.weight.data[...] = on_device(rng.standard_normal(4))
+    bn.bias.data[...] = on_device(rng.standard_normal(4))
+    bn.running_mean[...] = on_device(rng.standard_normal(4))
+    bn.running_var[...] = on_device(rng.uniform(0.5, 2, 4))
+    before = to_host(bn.running_mean), to_host(bn.running_var)
     x = rng.standard_normal((6, 4))
     y = bn.eval()(t64(x)).numpy()
     expected = (x - before[0]) / np.sqrt(before[1] + 1e-5) * bn.weight.numpy() + bn.bias.numpy()
     np.testing.assert_allclose(y, expected, atol=1e-12)
-    np.testing.assert_array_equal(bn.running_mean, before[0])
-    np.testing.assert_array_equal(bn.running_var, before[1])
+    np.testing.assert_array_equal(to_host(bn.running_mean), before[0])
+    np.testing.assert_array_equal(to_host(bn.running_var), before[1])
     # one sample is fine in eval mode, and each sample is normalised independently of the batch
     np.testing.assert_allclose(bn(t64(x[:1])).numpy(), y[:1], atol=1e-12)
     assert not np.allclose(bn.train()(t64(x)).numpy(), y)
@@ -94,7 +96,7 @@ def test_buffers_and_parameters():
     bn = nn.BatchNorm2d(5)
     assert list(bn.state_dict()) == ["weight", "bias", "running_mean", "running_var"]
     np.testing.assert_array_equal(bn.weight.numpy(), 1)
-    np.testing.assert_array_equal(bn.running_var, 1)
+    np.testing.assert_array_equal(to_host(bn.running_var), 1)
     ln = nn.LayerNorm((2, 3))
     assert ln.weight.shape == (2, 3) and ln(minigen.randn(4, 2, 3)).shape == (4, 2, 3)
 

@@ -6,6 +6,7 @@ from hypothesis import given, settings, strategies as st
 import minigen
 import minigen.functional as F
 import minigen.nn as nn
+from devices import on_device, to_host
 
 
 def reference_pool(x, k, s, p, reduce):
@@ -61,8 +62,8 @@ def test_max_pool_gradient_goes_to_the_maximum():
                           [3.0, 4.0, 9.0, 8.0]]]], requires_grad=True)
     y = F.max_pool2d(x, 2)
     np.testing.assert_array_equal(y.numpy(), [[[[5.0, 9.0]]]])
-    y.backward(np.array([[[[10.0, 20.0]]]], dtype=np.float32))
-    np.testing.assert_array_equal(x.grad, [[[[0, 10, 0, 0], [0, 0, 20, 0]]]])
+    y.backward(on_device(np.array([[[[10.0, 20.0]]]], dtype=np.float32)))
+    np.testing.assert_array_equal(to_host(x.grad), [[[[0, 10, 0, 0], [0, 0, 20, 0]]]])
 
 
 def test_max_pool_ties_go_to_the_first_in_raster_order_and_overlaps_accumulate():
@@ -70,10 +71,10 @@ def test_max_pool_ties_go_to_the_first_in_raster_order_and_overlaps_accumulate()
     y = F.max_pool2d(x, 2, stride=1)  # four overlapping windows, all values tied
     y.sum().backward()
     # each window's top-left element wins: (0,0), (0,1), (1,0), (1,1) once each
-    np.testing.assert_array_equal(x.grad[0, 0], [[1, 1, 0], [1, 1, 0], [0, 0, 0]])
+    np.testing.assert_array_equal(to_host(x.grad[0, 0]), [[1, 1, 0], [1, 1, 0], [0, 0, 0]])
     again = minigen.tensor(np.ones((1, 1, 3, 3)), requires_grad=True)
     F.max_pool2d(again, 2, stride=1).sum().backward()
-    np.testing.assert_array_equal(again.grad, x.grad)  # deterministic
+    np.testing.assert_array_equal(to_host(again.grad), to_host(x.grad))  # deterministic
 
 
 def test_max_pool_padding_never_wins():
@@ -87,7 +88,7 @@ def test_max_pool_padding_never_wins():
 def test_avg_pool_gradient_spreads_evenly():
     x = minigen.tensor(np.arange(16.0).reshape(1, 1, 4, 4), requires_grad=True)
     F.avg_pool2d(x, 2).sum().backward()
-    np.testing.assert_array_equal(x.grad, np.full((1, 1, 4, 4), 0.25))
+    np.testing.assert_array_equal(to_host(x.grad), np.full((1, 1, 4, 4), 0.25))
 
 
 @settings(max_examples=10)
