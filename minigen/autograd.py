@@ -166,7 +166,7 @@ class Tensor:
     """
 
     _is_minigen_tensor = True
-    __array_priority__ = 1000  # numpy_array * tensor -> Tensor.__rmul__
+    __array_ufunc__ = None  # numpy_array * tensor: NumPy defers to Tensor.__rmul__
 
     def __init__(self, data, requires_grad=False):
         if getattr(data, "_is_minigen_tensor", False):

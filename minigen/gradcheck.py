@@ -13,7 +13,7 @@ Work in float64: in float32 the differences drown in rounding error.
 import numpy
 
 from . import backend
-from .autograd import Tensor
+from .autograd import Tensor, no_grad
 
 
 class GradcheckError(AssertionError):
@@ -80,7 +80,7 @@ def gradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-4, n_directions=3, full_j
         analytic.append(grad)
 
     n_elements = sum(t.data.size for t in checked)
-    with _no_grad():
+    with no_grad():
         if n_elements <= full_jacobian_max:
             _check_elements(checked, analytic, loss_value, upstream, eps, atol, rtol)
         else:
@@ -120,11 +120,6 @@ def _backward_all(outs, upstream):
             loss = term if loss is None else loss + term
     if loss is not None:
         loss.backward()
-
-
-def _no_grad():
-    from .autograd import no_grad
-    return no_grad()
 
 
 def _central_difference(loss_value, upstream, tensors, steps, eps):

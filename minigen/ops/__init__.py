@@ -44,4 +44,3 @@ for _name, _fn in {**_OPERATORS, **_METHODS}.items():
 for _name in ("__lt__", "__le__", "__gt__", "__ge__", "__eq__", "__ne__"):
     setattr(Tensor, _name, _compare(_name))
 Tensor.T = property(lambda self: transpose(self))
-Tensor.__array_ufunc__ = None  # numpy_array + tensor defers to Tensor.__radd__
