@@ -3,7 +3,7 @@
 Each backward is the derivative beside its forward; stable rewrites are commented.
 """
 from ..autograd import Function, Tensor
-from ..backend import get_array_module, to_device
+from ..backend import device_of, get_array_module, to_device
 
 __all__ = ["add", "sub", "mul", "div", "neg", "pow", "exp", "log", "log1p", "sqrt", "abs",
            "clip", "tanh", "sigmoid", "relu", "leaky_relu", "elu", "softplus", "where"]
@@ -249,17 +249,13 @@ class Cast(Function):
         self.device, self.dtype = device, dtype
 
     def forward(self, x):
-        self.source_device, self.source_dtype = None, x.dtype
+        self.source_device, self.source_dtype = device_of(x), x.dtype
         if self.device is not None:
-            from ..backend import device_of
-            self.source_device = device_of(x)
             x = to_device(x, self.device)
         return x.astype(self.dtype) if self.dtype is not None else x.copy()
 
     def backward(self, g):
-        if self.source_device is not None:
-            g = to_device(g, self.source_device)
-        return g.astype(self.source_dtype, copy=False)
+        return to_device(g, self.source_device).astype(self.source_dtype, copy=False)
 
 
 # ----------------------------------------------------------------- user-facing functions
