@@ -32,8 +32,9 @@ COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
 INIT_PARAMS = ("kmeans", "k-means++", "random")
 
 
-def logsumexp(a, axis):
-    """log sum exp(a) along ``axis`` without overflow (the max is taken out first)."""
+def logsumexp(a, axis=None):
+    """log sum exp(a) along ``axis`` (None: all entries) of a raw array, without overflow (the
+    max is taken out first); all -inf gives -inf. ``F.logsumexp`` is the autograd op."""
     xp = get_array_module(a)
     a_max = xp.max(a, axis=axis, keepdims=True)
     a_max = xp.where(xp.isfinite(a_max), a_max, 0)
@@ -399,10 +400,9 @@ class GaussianMixture:
 
     def bic(self, X):
         """Bayesian information criterion -2 log L + p log N (lower is better)."""
-        X = self._check_X(X)
-        return -2 * self.score(X) * X.shape[0] + self._n_parameters() * math.log(X.shape[0])
+        log_px = self.score_samples(X)
+        return -2 * float(log_px.sum()) + self._n_parameters() * math.log(log_px.shape[0])
 
     def aic(self, X):
         """Akaike information criterion -2 log L + 2p (lower is better)."""
-        X = self._check_X(X)
-        return -2 * self.score(X) * X.shape[0] + 2 * self._n_parameters()
+        return -2 * float(self.score_samples(X).sum()) + 2 * self._n_parameters()

@@ -51,6 +51,7 @@ import numpy as np
 from .. import backend
 from ..random import get_generator, permutation
 from ._validation import check_array, check_float, check_int
+from .gmm import logsumexp
 
 MAX_EXACT_UNITS = 20  # log_partition enumerates 2^min(D, H) states at most 2^20
 
@@ -65,12 +66,6 @@ def _sigmoid(x):
 
 def _softplus(x):
     return backend.get_array_module(x).logaddexp(0, x)  # log(1 + exp(x)) without overflow
-
-
-def _logsumexp(a):
-    xp = backend.get_array_module(a)
-    a_max = a.max()
-    return a_max + xp.log(xp.sum(xp.exp(a - a_max)))
 
 
 def _bernoulli(p, rng):
@@ -312,8 +307,8 @@ class RBM:
             codes = xp.arange(start, min(start + batch, 2 ** m))
             states = (xp.right_shift(codes[:, None], bits) & 1).astype("float64")  # row r: r's binary digits
             log_p = states @ bias_enum + _softplus(bias_other + states @ W_enum).sum(axis=1)
-            log_z_batches.append(_logsumexp(log_p))
-        return float(_logsumexp(xp.stack(log_z_batches)))
+            log_z_batches.append(logsumexp(log_p))
+        return float(logsumexp(xp.stack(log_z_batches)))
 
     def log_partition_ais(self, n_betas=10000, n_runs=100, X=None, random_state=None, return_bounds=False):
         """log Z by annealed importance sampling with ``n_betas`` temperatures, linear in [0, 1].
@@ -348,7 +343,7 @@ class RBM:
             if k < n_betas - 1:  # v_{k+1} ~ T_k(v_k)
                 h = _bernoulli(_sigmoid(betas[k] * a), rng)
                 v = _bernoulli(_sigmoid((1 - betas[k]) * b_A + betas[k] * (b + h @ W.T)), rng)
-        log_z = log_z_A + float(_logsumexp(log_w)) - math.log(n_runs)
+        log_z = log_z_A + float(logsumexp(log_w)) - math.log(n_runs)
         if not return_bounds:
             return log_z
         w = xp.exp(log_w - log_w.max())  # w / max(w): relative spread is all that matters
