@@ -18,7 +18,8 @@ def register_array_module(array_type, module):
     _EXTRA_MODULES.append((array_type, module))
 
 
-def _unwrap(x):
+def unwrap(x):
+    """The backend array of a minigen Tensor; anything else unchanged."""
     return x.data if getattr(x, "_is_minigen_tensor", False) else x
 
 
@@ -26,7 +27,7 @@ def get_array_module(*xs):
     """The array module (numpy, cupy, ...) that owns the first non-NumPy array in ``xs``."""
     cupy = sys.modules.get("cupy")
     for x in xs:
-        x = _unwrap(x)
+        x = unwrap(x)
         for array_type, module in _EXTRA_MODULES:
             if isinstance(x, array_type):
                 return module
@@ -95,7 +96,7 @@ def default_device():
 def device_of(array):
     """'cuda' for a CuPy array, 'cpu' for anything else."""
     cupy = sys.modules.get("cupy")
-    if cupy is not None and isinstance(_unwrap(array), cupy.ndarray):
+    if cupy is not None and isinstance(unwrap(array), cupy.ndarray):
         return "cuda"
     return "cpu"
 
@@ -103,7 +104,7 @@ def device_of(array):
 def to_device(array, device):
     """Move ``array`` to ``device`` ('cpu' or 'cuda'); returns it unchanged if already there."""
     device = check_device(device)
-    array = _unwrap(array)
+    array = unwrap(array)
     if device_of(array) == device:
         return array
     if device == "cuda":
@@ -113,7 +114,7 @@ def to_device(array, device):
 
 def to_numpy(array):
     """A NumPy array holding ``array``'s values (copied from the GPU if needed)."""
-    array = _unwrap(array)
+    array = unwrap(array)
     return array if device_of(array) == "cpu" else array.get()
 
 

@@ -13,7 +13,7 @@ Variance-preserving scales (fan_in = in_features * receptive field, fan_out like
 """
 import math
 
-from ..backend import get_array_module
+from ..backend import get_array_module, unwrap
 from ..random import get_generator
 
 __all__ = ["calculate_gain", "uniform_", "normal_", "zeros_", "ones_", "constant_",
@@ -43,7 +43,7 @@ def calculate_gain(nonlinearity, param=None):
 
 
 def _array(tensor):
-    array = tensor.data if getattr(tensor, "_is_minigen_tensor", False) else tensor
+    array = unwrap(tensor)
     if not hasattr(array, "dtype") or array.dtype.kind != "f":
         got = f"dtype {array.dtype}" if hasattr(array, "dtype") else type(tensor).__name__
         raise TypeError(f"init: expected a floating-point Tensor, Parameter or array, got {got}")

@@ -3,14 +3,10 @@ import math
 
 from .. import functional as F
 from . import init
+from .conv import check_positive_int
 from .module import Module, empty_parameter
 
 __all__ = ["Linear", "Identity", "Flatten"]
-
-
-def _check_features(name, n):
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ValueError(f"Linear: {name} must be a positive int, got {n!r}")
 
 
 class Linear(Module):
@@ -23,8 +19,8 @@ class Linear(Module):
 
     def __init__(self, in_features, out_features, bias=True, device=None, dtype=None, generator=None):
         super().__init__()
-        _check_features("in_features", in_features)
-        _check_features("out_features", out_features)
+        check_positive_int("Linear", "in_features", in_features)
+        check_positive_int("Linear", "out_features", out_features)
         self.in_features, self.out_features = in_features, out_features
         self.weight = empty_parameter((out_features, in_features), device, dtype)
         self.bias = empty_parameter((out_features,), device, dtype) if bias else None

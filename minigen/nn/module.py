@@ -186,13 +186,10 @@ class Module:
             raise ValueError(f"load_state_dict into {type(self).__name__} failed: " + " | ".join(problems))
         for name, p in own.items():
             if name in state_dict:
-                value = backend.to_device(state_dict[name], p.device)
-                p.data[...] = value
-        for prefix, module in self.named_modules():
-            for name, b in list(module._buffers.items()):
-                key = prefix + name
-                if key in state_dict and b is not None:
-                    b[...] = backend.to_device(state_dict[key], backend.device_of(b))
+                p.data[...] = backend.to_device(state_dict[name], p.device)
+        for name, b in own_buffers.items():
+            if name in state_dict:
+                b[...] = backend.to_device(state_dict[name], backend.device_of(b))
         return missing, unexpected
 
     # -- printing

@@ -12,8 +12,7 @@ from .. import backend
 from .. import functional as F
 from . import init
 from .conv import check_positive_int
-from .module import empty_parameter
-from .module import Module
+from .module import Module, empty_parameter
 
 __all__ = ["LSTMCell", "LSTM"]
 

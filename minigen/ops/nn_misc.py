@@ -1,6 +1,6 @@
 """Embedding lookup, dropout, and the LSTM recurrence as one fused Function."""
 from ..autograd import Function
-from ..backend import get_array_module
+from ..backend import get_array_module, unwrap
 from ..random import get_generator
 from .elementwise import mul
 
@@ -28,7 +28,7 @@ class Embedding(Function):
 
 def embedding(indices, weight):
     """Rows of ``weight`` (num_embeddings, dim) picked by integer ``indices`` of any shape."""
-    indices = indices.data if getattr(indices, "_is_minigen_tensor", False) else indices
+    indices = unwrap(indices)
     xp = get_array_module(weight)
     indices = xp.asarray(indices)
     if indices.dtype.kind not in "iu":

@@ -14,7 +14,7 @@ backward pass (Ioffe & Szegedy 2015, section 3) simplifies to
 and with constant statistics it is just dx = gh / sqrt(var + eps).
 """
 from ..autograd import Function
-from ..backend import get_array_module
+from ..backend import device_of, get_array_module, unwrap
 from .shape import reshape
 
 __all__ = ["layer_norm", "batch_norm"]
@@ -79,8 +79,6 @@ def layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5):
     return Normalize(tuple(range(x.ndim - k, x.ndim)), eps)(x, weight, bias)
 
 
-def _data(a):
-    return a.data if getattr(a, "_is_minigen_tensor", False) else a
 
 
 def batch_norm(x, running_mean, running_var, weight=None, bias=None, training=False,
@@ -95,19 +93,24 @@ def batch_norm(x, running_mean, running_var, weight=None, bias=None, training=Fa
     if x.ndim < 2:
         raise ValueError(f"batch_norm: expected an input (N, C, ...) with at least 2 dimensions, "
                          f"got shape {tuple(x.shape)}")
-    c = x.shape[1]
+    c, device = x.shape[1], device_of(x)
     for name, p in (("running_mean", running_mean), ("running_var", running_var),
                     ("weight", weight), ("bias", bias)):
-        if p is not None and tuple(p.shape) != (c,):
+        if p is None:
+            continue
+        if tuple(p.shape) != (c,):
             raise ValueError(f"batch_norm: {name} must have shape ({c},) for an input with {c} "
                              f"channels, got {tuple(p.shape)}")
+        if device_of(p) != device:
+            raise ValueError(f"batch_norm: {name} is on {device_of(p)} but the input is on "
+                             f"{device}; move them to one device with .to(device)")
     xp = get_array_module(x)
     axes = (0,) + tuple(range(2, x.ndim))
     stat_shape = (1, c) + (1,) * (x.ndim - 2)
     weight = weight if weight is None else reshape(weight, stat_shape)
     bias = bias if bias is None else reshape(bias, stat_shape)
     weight, bias = affine_or_identity(xp, weight, bias, stat_shape, x.dtype)
-    running_mean, running_var = _data(running_mean), _data(running_var)
+    running_mean, running_var = unwrap(running_mean), unwrap(running_var)
     if not training:
         if running_mean is None or running_var is None:
             raise ValueError("batch_norm: eval mode (training=False) needs running_mean and running_var")

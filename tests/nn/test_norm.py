@@ -114,3 +114,9 @@ def test_bad_input():
         nn.LayerNorm(4)(minigen.zeros(2, 5))
     with pytest.raises(ValueError, match=r"running_mean must have shape \(2,\) .* got \(3,\)"):
         F.batch_norm(minigen.zeros(4, 2), np.zeros(3), np.ones(3))
+
+
+def test_batch_norm_running_stats_on_another_device_name_both(fake_cupy):
+    x = minigen.tensor(np.ones((4, 3)), device="cuda")
+    with pytest.raises(ValueError, match="running_mean is on cpu but the input is on cuda"):
+        F.batch_norm(x, np.zeros(3), np.ones(3), training=False)
