@@ -19,14 +19,20 @@ import argparse
 
 from common import median_times, set_blas_threads
 
-parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-parser.add_argument("--steps", type=int, default=50, help="timed steps (median reported)")
-parser.add_argument("--warmup", type=int, default=10, help="untimed steps first")
-parser.add_argument("--threads", type=int, default=2, help="BLAS / torch threads")
-parser.add_argument("--batch", type=int, default=128)
-parser.add_argument("--no-torch", action="store_true", help="skip PyTorch even if installed")
-args = parser.parse_args()
-set_blas_threads(args.threads)  # before NumPy starts its BLAS
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--steps", type=int, default=50, help="timed steps (median reported)")
+    parser.add_argument("--warmup", type=int, default=10, help="untimed steps first")
+    parser.add_argument("--threads", type=int, default=2, help="BLAS / torch threads")
+    parser.add_argument("--batch", type=int, default=128)
+    parser.add_argument("--no-torch", action="store_true", help="skip PyTorch even if installed")
+    return parser.parse_args(argv)
+
+
+if __name__ == "__main__":  # run as a script: parse now, to set the threads before NumPy starts its BLAS
+    ARGS = parse_args()
+    set_blas_threads(ARGS.threads)
 
 import numpy as np  # noqa: E402
 
@@ -123,9 +129,9 @@ class NumpyAdam:
 
 # ----------------------------------------------------------------------------- PyTorch
 
-def torch_setup(state, x, eps):
+def torch_setup(state, x, eps, threads):
     import torch
-    torch.set_num_threads(args.threads)
+    torch.set_num_threads(threads)
     params = {k: torch.tensor(v, requires_grad=True) for k, v in state.items()}
     optimizer = torch.optim.Adam(params.values(), lr=LR, betas=BETAS, eps=EPS)
     tx, teps = torch.from_numpy(x), torch.from_numpy(eps)
@@ -151,36 +157,49 @@ def torch_setup(state, x, eps):
 
 # ----------------------------------------------------------------------------- timing
 
-def main():
+def fixed_batch(batch):
+    """The binary "images" x (batch, 784) and the noise eps (batch, 20) every implementation uses."""
     rng = np.random.default_rng(0)
-    x = (rng.random((args.batch, SIZES["d"])) < 0.3).astype(np.float32)  # binary "images"
-    eps = rng.standard_normal((args.batch, SIZES["k"])).astype(np.float32)
+    x = (rng.random((batch, SIZES["d"])) < 0.3).astype(np.float32)
+    eps = rng.standard_normal((batch, SIZES["k"])).astype(np.float32)
+    return x, eps
+
+
+def numpy_setup(state, x, eps):
+    """The hand-written step on copies of ``state``: ``step(update=True)`` returns the loss."""
+    params = {k: v.copy() for k, v in state.items()}
+    adam = NumpyAdam(params)
+
+    def step(update=True):
+        loss, grads = numpy_loss_and_grads(params, x, eps)
+        if update:
+            adam.step(grads)
+        return loss
+    return step
+
+
+def main(args):
+    x, eps = fixed_batch(args.batch)
     minigen.manual_seed(0)
     model = VAE(**SIZES)
     state = {k: np.array(v) for k, v in model.state_dict().items()}  # copies: same start for all
     optimizer = minigen.optim.Adam(model.parameters(), lr=LR, betas=BETAS, eps=EPS)
     tx, teps = minigen.tensor(x), minigen.tensor(eps)
-    np_params = {k: v.copy() for k, v in state.items()}
-    np_adam = NumpyAdam(np_params)
-
-    def numpy_step(update=True):
-        loss, grads = numpy_loss_and_grads(np_params, x, eps)
-        if update:
-            np_adam.step(grads)
-        return loss
+    numpy_step = numpy_setup(state, x, eps)
 
     runs = {"minigen": (lambda: minigen_step(model, optimizer, tx, teps),
                         lambda: minigen_step(model, optimizer, tx, teps, update=False)),
             "numpy": (numpy_step, lambda: numpy_step(update=False))}
-    results = measure(runs)
+    results = measure(runs, args.steps, args.warmup)
     # PyTorch goes last, on its own: once torch is imported, its OpenMP threads slow NumPy's
     # OpenBLAS GEMMs by an order of magnitude on this 2-core machine, so no interleaving with it.
     if args.no_torch:
         print("(--no-torch: PyTorch skipped)")
     else:
         try:
-            torch_step, torch_version = torch_setup(state, x, eps)
-            results.update(measure({f"pytorch {torch_version}": (torch_step, lambda: torch_step(update=False))}))
+            torch_step, torch_version = torch_setup(state, x, eps, args.threads)
+            results.update(measure({f"pytorch {torch_version}": (torch_step, lambda: torch_step(update=False))},
+                                   args.steps, args.warmup))
         except ImportError:
             print("(PyTorch not importable: its column is skipped)")
 
@@ -198,18 +217,18 @@ def main():
                   f"forward+backward {ours['fwd_bwd'] / r['fwd_bwd']:5.2f}x")
 
 
-def measure(runs):
+def measure(runs, steps, warmup):
     """name -> {first, third: losses; step, fwd_bwd: median ms}, for name -> (step, fwd_bwd) functions."""
     first = {name: step() for name, (step, _) in runs.items()}
     for _ in range(2):
         for step, _ in runs.values():
             step()
     third = {name: fwd_bwd() for name, (_, fwd_bwd) in runs.items()}
-    step_s = median_times({name: step for name, (step, _) in runs.items()}, args.steps, args.warmup)
-    fb_s = median_times({name: fwd_bwd for name, (_, fwd_bwd) in runs.items()}, args.steps, args.warmup)
+    step_s = median_times({name: step for name, (step, _) in runs.items()}, steps, warmup)
+    fb_s = median_times({name: fwd_bwd for name, (_, fwd_bwd) in runs.items()}, steps, warmup)
     return {name: dict(first=first[name], third=third[name], step=1e3 * step_s[name],
                        fwd_bwd=1e3 * fb_s[name]) for name in runs}
 
 
 if __name__ == "__main__":
-    main()
+    main(ARGS)

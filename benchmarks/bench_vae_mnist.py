@@ -21,41 +21,34 @@ import time
 
 from common import median_times, set_blas_threads, train_epoch  # common does not import NumPy
 
-parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-parser.add_argument("--part", choices=["step", "mnist", "all"], default="all")
-parser.add_argument("--data-dir", default=None, help="folder with the MNIST IDX files (part mnist)")
-parser.add_argument("--epochs", type=int, default=30)
-parser.add_argument("--iwae-k", type=int, default=1000)
-parser.add_argument("--nll-images", type=int, default=1000, help="first test images for the IWAE NLL")
-parser.add_argument("--steps", type=int, default=30, help="timed steps in part step (median reported)")
-parser.add_argument("--threads", type=int, default=2, help="BLAS threads")
-parser.add_argument("--seed", type=int, default=0)
-args = parser.parse_args()
-set_blas_threads(args.threads)  # before NumPy starts its BLAS
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--part", choices=["step", "mnist", "all"], default="all")
+    parser.add_argument("--data-dir", default=None, help="folder with the MNIST IDX files (part mnist)")
+    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--iwae-k", type=int, default=1000)
+    parser.add_argument("--nll-images", type=int, default=1000, help="first test images for the IWAE NLL")
+    parser.add_argument("--steps", type=int, default=30, help="timed steps in part step (median reported)")
+    parser.add_argument("--threads", type=int, default=2, help="BLAS threads")
+    parser.add_argument("--seed", type=int, default=0)
+    return parser.parse_args(argv)
+
+
+if __name__ == "__main__":  # run as a script: parse now, to set the threads before NumPy starts its BLAS
+    ARGS = parse_args()
+    set_blas_threads(ARGS.threads)
 
 import numpy as np  # noqa: E402
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, ".."))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+import bench_mlp_vae_step as ref  # noqa: E402
 import minigen  # noqa: E402
 from minigen.data import DataLoader, binarize_dynamic, load_mnist  # noqa: E402
 from minigen.models import VAE  # noqa: E402
 from minigen.optim import Adam  # noqa: E402
 
 TEST_SEED = 12345
-LR, BETAS, EPS = 1e-3, (0.9, 0.999), 1e-8
-
-
-def import_step_reference():
-    """benchmarks/bench_mlp_vae_step.py, imported with an empty command line (it parses its own)."""
-    sys.path.insert(0, HERE)
-    argv, sys.argv = sys.argv, sys.argv[:1]
-    try:
-        import bench_mlp_vae_step
-    finally:
-        sys.argv = argv
-    bench_mlp_vae_step.args.threads = args.threads  # its torch_setup reads the thread count from there
-    return bench_mlp_vae_step
 
 
 def reference_state(model):
@@ -69,15 +62,12 @@ def reference_state(model):
             "dec_out.weight": s["decoder.2.weight"], "dec_out.bias": s["decoder.2.bias"]}
 
 
-def part_step():
-    ref = import_step_reference()
-    rng = np.random.default_rng(0)
-    x = (rng.random((128, 784)) < 0.3).astype(np.float32)
-    eps = rng.standard_normal((128, 20)).astype(np.float32)
+def part_step(args):
+    x, eps = ref.fixed_batch(128)
     minigen.manual_seed(0)
     model = VAE(784, (512,), 20)
     state = reference_state(model)
-    optimizer = Adam(model.parameters(), lr=LR, betas=BETAS, eps=EPS)
+    optimizer = Adam(model.parameters(), lr=ref.LR, betas=ref.BETAS, eps=ref.EPS)
     tx, teps = minigen.tensor(x), minigen.tensor(eps)
 
     def library_step():
@@ -87,17 +77,10 @@ def part_step():
         optimizer.step()
         return loss.item()
 
-    params = {k: v.copy() for k, v in state.items()}
-    adam = ref.NumpyAdam(params)
-
-    def numpy_step():
-        loss, grads = ref.numpy_loss_and_grads(params, x, eps)
-        adam.step(grads)
-        return loss
-
+    numpy_step = ref.numpy_setup(state, x, eps)
     steps = {"minigen.models.VAE": library_step, "numpy by hand": numpy_step}
     try:
-        torch_step, version = ref.torch_setup(state, x, eps)
+        torch_step, version = ref.torch_setup(state, x, eps, args.threads)
         steps[f"pytorch {version}"] = torch_step
     except ImportError:
         print("(PyTorch not importable: its column is skipped)")
@@ -111,7 +94,7 @@ def part_step():
         print(f"  {name:<22s} {ms:7.2f} ms" + ("" if ms == ours else f"   (minigen / this: {ours / ms:.2f}x)"))
 
 
-def part_mnist():
+def part_mnist(args):
     if args.data_dir is None:
         raise SystemExit("part mnist needs --data-dir (the folder holding the MNIST IDX files)")
     train_x, _ = load_mnist(args.data_dir, "train")
@@ -119,9 +102,9 @@ def part_mnist():
     test_x = (np.random.default_rng(TEST_SEED).random(test_x.shape) < test_x).astype(np.float32)
     minigen.manual_seed(args.seed)
     model = VAE(784, (400,), 20)
-    optimizer = Adam(model.parameters(), lr=LR)
+    optimizer = Adam(model.parameters(), lr=ref.LR)
     loader = DataLoader(train_x, batch_size=128, shuffle=True, seed=args.seed, transform=binarize_dynamic)
-    print(f"MNIST: VAE 784-400-20, Bernoulli, dynamic binarisation, Adam lr {LR}, batch 128, "
+    print(f"MNIST: VAE 784-400-20, Bernoulli, dynamic binarisation, Adam lr {ref.LR}, batch 128, "
           f"{args.epochs} epochs, {args.threads} threads")
     epoch_times = []
     for epoch in range(1, args.epochs + 1):
@@ -148,7 +131,7 @@ def part_mnist():
 
 
 if __name__ == "__main__":
-    if args.part in ("step", "all"):
-        part_step()
-    if args.part in ("mnist", "all"):
-        part_mnist()
+    if ARGS.part in ("step", "all"):
+        part_step(ARGS)
+    if ARGS.part in ("mnist", "all"):
+        part_mnist(ARGS)
