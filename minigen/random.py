@@ -41,5 +41,5 @@ def get_generator(random_state=None, xp=numpy):
 def permutation(n, generator):
     """A random ordering of range(n) from ``generator`` (NumPy or CuPy: CuPy's Generator has
     no ``permutation``, so sort uniform draws instead)."""
-    xp = backend.get_array_module(generator.random(1))
-    return xp.argsort(generator.random(n))
+    u = generator.random(n)
+    return backend.get_array_module(u).argsort(u)
