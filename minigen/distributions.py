@@ -213,12 +213,7 @@ class Bernoulli(Distribution):
     def log_prob(self, x):
         x = _as_value(x, self.logits)
         self.check_support(x)
-        logits = self.logits
-        shape = numpy.broadcast_shapes(logits.shape, x.shape)
-        if logits.shape != shape:
-            logits = F.broadcast_to(logits, shape)
-        if x.shape != shape:
-            x = F.broadcast_to(x, shape)
+        (logits, x), _ = _broadcast(self.logits, x)
         # x log sigmoid(l) + (1 - x) log sigmoid(-l) = -[max(l, 0) - l x + log(1 + e^-|l|)]
         return -F.binary_cross_entropy_with_logits(logits, x, reduction="none")
 

@@ -55,16 +55,12 @@ import numpy as np
 from .. import backend
 from .. import functional as F
 from ..autograd import Tensor, no_grad
+from ..distributions import Categorical
 from ..nn import Conv2d, Embedding, MaskedConv2d, Module, ModuleList, ReLU, Sequential, init
 from ..random import get_generator
+from ._validation import check_int
 
 __all__ = ["PixelCNN", "GatedPixelCNN"]
-
-
-def _check_int(name, value, minimum):
-    if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
 
 
 class AutoregressiveImageModel(Module):
@@ -76,9 +72,9 @@ class AutoregressiveImageModel(Module):
 
     def __init__(self, in_channels, n_values, n_classes):
         super().__init__()
-        self.in_channels = _check_int("in_channels", in_channels, 1)
-        self.n_values = _check_int("n_values", n_values, 2)
-        self.n_classes = None if n_classes is None else _check_int("n_classes", n_classes, 1)
+        self.in_channels = check_int(in_channels, "in_channels", minimum=1)
+        self.n_values = check_int(n_values, "n_values", minimum=2)
+        self.n_classes = None if n_classes is None else check_int(n_classes, "n_classes", minimum=1)
 
     def _class_embedding(self, n_features):
         """V^T y for one layer: a zero-initialised table (n_classes, n_features), or None."""
@@ -181,7 +177,7 @@ class AutoregressiveImageModel(Module):
         (< 1: sharper). ``window=False`` reruns the network on the whole image at every step (the
         naive sampler, for checking). Returns an int64 tensor (n, C, H, W).
         """
-        n = _check_int("n", n, 1)
+        n = check_int(n, "n", minimum=1)
         shape = tuple(shape)
         if len(shape) == 2:
             shape = (self.in_channels,) + shape
@@ -194,7 +190,7 @@ class AutoregressiveImageModel(Module):
     def complete(self, x, n_rows, y=None, temperature=1.0, random_state=None, window=True):
         """Keep the first ``n_rows`` rows of the images ``x`` (N, C, H, W) and sample the rest."""
         x = self.check_x(x).copy()
-        n_rows = _check_int("n_rows", n_rows, 0)
+        n_rows = check_int(n_rows, "n_rows", minimum=0)
         if n_rows > x.shape[2]:
             raise ValueError(f"n_rows={n_rows} exceeds the image height {x.shape[2]}")
         return self._draw(x, n_rows, self.check_y(y, x.shape[0]), temperature, random_state, window)
@@ -213,20 +209,12 @@ class AutoregressiveImageModel(Module):
                     # the crop that pixel (r, c)'s logits depend on, or the whole image
                     top, c0 = (max(0, r - up), max(0, c - left)) if window else (0, 0)
                     c1 = min(W, c + right + 1) if window else W
+                    crop = x[:, :, top:r + 1, c0:c1] if window else x  # a view: sees each new channel
                     for ch in range(C):
-                        crop = x[:, :, top:r + 1, c0:c1] if window else x
                         logits = self.network(self.one_hot(crop), y).data[:, :, ch, r - top, c - c0]
-                        x[:, ch, r, c] = _categorical(logits / temperature, rng)
+                        p = Categorical(logits=logits / temperature)
+                        x[:, ch, r, c] = p.sample(generator=rng).data
         return Tensor(x)
-
-
-def _categorical(logits, rng):
-    """One draw per row of ``logits`` (n, V) from softmax(logits), by inverting the CDF."""
-    xp = backend.get_array_module(logits)
-    p = xp.exp(logits - logits.max(axis=1, keepdims=True))
-    cdf = xp.cumsum(p, axis=1)
-    u = rng.random((logits.shape[0], 1)) * cdf[:, -1:]  # u ~ U[0, total mass)
-    return xp.minimum((u >= cdf).sum(axis=1), logits.shape[1] - 1)
 
 
 # --------------------------------------------------------------------------- PixelCNN
@@ -259,9 +247,9 @@ class PixelCNN(AutoregressiveImageModel):
     def __init__(self, in_channels=1, n_values=2, hidden_channels=64, n_layers=8, kernel_size=7,
                  n_classes=None):
         super().__init__(in_channels, n_values, n_classes)
-        _check_int("n_layers", n_layers, 1)
+        check_int(n_layers, "n_layers", minimum=1)
         C, V = self.in_channels, self.n_values
-        if _check_int("hidden_channels", hidden_channels, 2) % (2 * C):
+        if check_int(hidden_channels, "hidden_channels", minimum=2) % (2 * C):
             raise ValueError(f"hidden_channels must be a multiple of 2 * in_channels = {2 * C}, "
                              f"got {hidden_channels}")
         self.input_conv = MaskedConv2d(C * V, hidden_channels, kernel_size, "A", channel_groups=C)
@@ -332,12 +320,12 @@ class GatedPixelCNN(AutoregressiveImageModel):
     def __init__(self, in_channels=1, n_values=2, hidden_channels=64, n_layers=8, kernel_size=7,
                  n_classes=None):
         super().__init__(in_channels, n_values, n_classes)
-        _check_int("n_layers", n_layers, 1)
+        check_int(n_layers, "n_layers", minimum=1)
         C, V = self.in_channels, self.n_values
-        if _check_int("hidden_channels", hidden_channels, 1) % C:
+        if check_int(hidden_channels, "hidden_channels", minimum=1) % C:
             raise ValueError(f"hidden_channels must be a multiple of in_channels = {C}, got "
                              f"{hidden_channels}")
-        if _check_int("kernel_size", kernel_size, 1) % 2 == 0:
+        if check_int(kernel_size, "kernel_size", minimum=1) % 2 == 0:
             raise ValueError(f"kernel_size must be odd, got {kernel_size}")
         two_h = 2 * hidden_channels
         self.layers = ModuleList([

@@ -4,7 +4,7 @@ van den Oord, Vinyals & Kavukcuoglu (2017), "Neural Discrete Representation Lear
 
     z_e = encoder(x)                  (N, D, h, w): a grid of D-dim vectors, h = H / 2^n_downsample
     k   = argmin_j |z_e - e_j|^2      (N, h, w): one code per latent position (Eq. 1)
-    z_q = e_k                         straight-through: dL/dz_e := dL/dz_q (Eq. 2)
+    z_q = e_k                         (Eq. 2); straight-through gradient dL/dz_e := dL/dz_q (Sec. 3.2)
     x ~ p(x | z_q) = Bernoulli(sigmoid(decoder(z_q)))   per pixel, intensities in [0, 1]
 
 Loss per image (Eq. 3; codebook and commitment terms in ``minigen.nn.VectorQuantizer``):
@@ -24,12 +24,11 @@ n_values = K on the code grids ``encode(x)`` of the training set - then sample k
 """
 from typing import NamedTuple
 
-import numpy as np
-
 from .. import backend
 from .. import functional as F
 from ..autograd import Tensor, no_grad
 from ..nn import Conv2d, ConvTranspose2d, Module, ReLU, Sequential, VectorQuantizer
+from ._validation import check_int
 
 __all__ = ["VQVAE", "VQVAELoss"]
 
@@ -68,12 +67,10 @@ class VQVAE(Module):
     def __init__(self, in_channels=1, hidden_channels=64, num_embeddings=64, embedding_dim=16,
                  n_downsample=2, n_residual=2, beta=0.25, ema=False, decay=0.99):
         super().__init__()
-        for name, value, low in (("in_channels", in_channels, 1), ("hidden_channels", hidden_channels, 1),
-                                 ("n_downsample", n_downsample, 1), ("n_residual", n_residual, 0)):
-            if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < low:
-                raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
-        self.in_channels, self.n_downsample = in_channels, n_downsample
-        h = hidden_channels
+        self.in_channels = check_int(in_channels, "in_channels", minimum=1)
+        self.n_downsample = check_int(n_downsample, "n_downsample", minimum=1)
+        h = check_int(hidden_channels, "hidden_channels", minimum=1)
+        n_residual = check_int(n_residual, "n_residual", minimum=0)
         down = [Conv2d(in_channels if i == 0 else h, h, 4, stride=2, padding=1) for i in range(n_downsample)]
         self.encoder = Sequential(*[m for conv in down for m in (conv, ReLU())],
                                   Conv2d(h, h, 3, padding=1), ResidualStack(h, n_residual), ReLU(),
