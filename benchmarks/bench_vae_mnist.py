@@ -79,16 +79,18 @@ def part_step(args):
 
     numpy_step = ref.numpy_setup(state, x, eps)
     steps = {"minigen.models.VAE": library_step, "numpy by hand": numpy_step}
+    first = {name: step() for name, step in steps.items()}
+    times = {name: 1e3 * t for name, t in median_times(steps, args.steps, warmup=5).items()}
+    # PyTorch is timed afterwards, alone: once imported, its threads slow NumPy's threaded GEMMs.
     try:
         torch_step, version = ref.torch_setup(state, x, eps, args.threads)
-        steps[f"pytorch {version}"] = torch_step
+        first[f"pytorch {version}"] = torch_step()
+        times[f"pytorch {version}"] = 1e3 * median_times({"t": torch_step}, args.steps, warmup=5)["t"]
     except ImportError:
         print("(PyTorch not importable: its column is skipped)")
-    first = {name: step() for name, step in steps.items()}
     print("loss at step 1: " + ", ".join(f"{name} {value:.4f}" for name, value in first.items()))
-    times = {name: 1e3 * t for name, t in median_times(steps, args.steps, warmup=5).items()}
     print(f"one training step, VAE 784-512-20-512-784, batch 128, Adam, float32, {args.threads} threads "
-          f"(median of {args.steps}, interleaved):")
+          f"(median of {args.steps}; minigen and NumPy interleaved, PyTorch after):")
     ours = times["minigen.models.VAE"]
     for name, ms in times.items():
         print(f"  {name:<22s} {ms:7.2f} ms" + ("" if ms == ours else f"   (minigen / this: {ours / ms:.2f}x)"))
