@@ -230,7 +230,7 @@ def test_one_code_path_on_the_strict_array_module(covariance_type):
 
 
 def test_check_array_converts_and_rejects():
-    from minigen.models._validation import check_array, count_distinct_rows
+    from minigen.validation import check_array, count_distinct_rows
     assert check_array([[1, 2], [3, 4]]).dtype == np.float64
     assert check_array(np.ones((2, 2), dtype=bool)).dtype == np.float64
     assert check_array(np.ones((2, 2), dtype=np.float32)).dtype == np.float32

@@ -41,7 +41,7 @@ from .. import functional as F
 from ..autograd import Tensor, no_grad
 from ..distributions import Bernoulli, Normal, kl_divergence
 from ..random import get_generator
-from ._validation import check_float, check_int, check_option
+from ..validation import check_float, check_int, check_option
 
 __all__ = ["VAEBase", "VAE", "ConvVAE", "ELBO"]
 

@@ -22,7 +22,7 @@ from .. import functional as F
 from ..autograd import Tensor
 from ..distributions import kl_divergence
 from ..random import get_generator
-from ._validation import check_int, check_option
+from ..validation import check_int, check_option
 
 __all__ = ["reparameterised_surrogate", "score_function_surrogate", "gradient_samples"]
 

@@ -33,7 +33,7 @@ import math
 
 from ..backend import get_array_module, special
 from ..random import get_generator
-from ._validation import (check_array, check_float, check_int, check_is_fitted,
+from ..validation import (check_array, check_float, check_int, check_is_fitted,
                           check_n_components, check_n_features, check_option)
 from .gmm import (INIT_PARAMS, NotPositiveDefiniteError, gaussian_statistics,
                   initial_responsibilities, log_det_precision_cholesky, logsumexp, mahalanobis,

@@ -28,7 +28,7 @@ from .. import backend
 from .. import functional as F
 from ..autograd import Tensor, no_grad
 from ..nn import Conv2d, ConvTranspose2d, Module, ReLU, Sequential, VectorQuantizer
-from ._validation import check_int
+from ..validation import check_int
 
 __all__ = ["VQVAE", "VQVAELoss"]
 

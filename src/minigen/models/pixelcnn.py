@@ -58,7 +58,7 @@ from ..autograd import Tensor, no_grad
 from ..distributions import Categorical
 from ..nn import Conv2d, Embedding, MaskedConv2d, Module, ModuleList, ReLU, Sequential, init
 from ..random import get_generator
-from ._validation import check_int
+from ..validation import check_int
 
 __all__ = ["PixelCNN", "GatedPixelCNN"]
 

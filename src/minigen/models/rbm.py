@@ -50,7 +50,7 @@ import numpy as np
 
 from .. import backend
 from ..random import get_generator, permutation
-from ._validation import check_array, check_float, check_int
+from ..validation import check_array, check_float, check_int
 from .gmm import logsumexp
 
 MAX_EXACT_UNITS = 20  # log_partition enumerates 2^min(D, H) states at most 2^20

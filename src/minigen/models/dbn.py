@@ -25,7 +25,7 @@ import numbers
 
 from .. import backend
 from ..random import get_generator
-from ._validation import check_option
+from ..validation import check_option
 from .rbm import RBM, _bernoulli
 
 PROPAGATE = ("probabilities", "samples")

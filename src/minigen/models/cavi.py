@@ -20,7 +20,7 @@ import math
 
 from ..backend import get_array_module
 from ..random import get_generator
-from ._validation import (check_array, check_float, check_int, check_is_fitted,
+from ..validation import (check_array, check_float, check_int, check_is_fitted,
                           check_n_components, check_n_features)
 from .gmm import logsumexp
 

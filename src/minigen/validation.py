@@ -1,14 +1,14 @@
-"""Input checks shared by the estimators in ``minigen.models``.
+"""Argument and input checks for the whole library: one home, one convention.
 
-Each check raises ``ValueError`` (or ``TypeError`` for the wrong kind of object) with a
-message naming what was expected and what was given, so that bad input never turns into
-a silent NaN deep inside an EM loop.
+A wrong *type* is a ``TypeError`` and a wrong *value* is a ``ValueError``; every message names
+the argument, what was expected and what was given, so that bad input never turns into a
+silent NaN deep inside an EM loop or a training step.
 """
 import numbers
 
 import numpy
 
-from ..backend import device_of, get_array_module, to_device
+from .backend import device_of, get_array_module, to_device
 
 
 class NotFittedError(ValueError, AttributeError):
