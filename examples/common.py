@@ -6,15 +6,17 @@ sys.path.
 """
 import argparse
 import os
+import sys
 
 import numpy as np
 
 import minigen
 from minigen import backend
-from minigen.data import load_digits, load_mnist
+from minigen.data import binarize_dynamic, load_digits, load_mnist
 from minigen.utils import save_image_grid
 
 DIGITS_TEST = 300  # bundled digits held out as the test set (the other 1497 train)
+SPLIT_SEED = 0  # fixes the digits split and the binarisation of its test images
 
 
 # ----------------------------------------------------------------------------- command line
@@ -42,27 +44,39 @@ def parse_args(parser, name, out_help=None):
 
 # ----------------------------------------------------------------------------- data
 
-def load_images(args, n_mnist_train=None, digits_test=DIGITS_TEST, shuffle=True, rng=None):
+def load_images(args, n_mnist_train=None):
     """(train_x, train_y, test_x, test_y): NumPy images (N, 1, H, W) in [0, 1] and int labels.
 
     --dataset mnist: the official split, read from --data-dir; only the first ``n_mnist_train``
-    training images (default: all 60000). digits: ``digits_test`` of the 1797 bundled images are
-    the test set, drawn by a permutation from ``rng`` (an int seed or a NumPy Generator, default
-    --seed), or the last ones when ``shuffle=False``.
+    training images (default: all 60000). digits: the one held-out split every digits example
+    shares, whatever --seed: ``DIGITS_TEST`` images chosen by a permutation with the fixed seed
+    ``SPLIT_SEED`` are the test set, the other 1497 train. So the test NLLs of all the models
+    can be compared (the README's table).
     """
     if args.dataset == "mnist":
         if args.data_dir is None:
-            raise SystemExit("--dataset mnist needs --data-dir (the folder with the MNIST IDX files)")
+            usage_error("--dataset mnist needs --data-dir (the folder with the MNIST IDX files)")
+        if not os.path.isdir(args.data_dir):
+            usage_error(f"--data-dir {args.data_dir}: no such folder")
         (train_x, train_y), (test_x, test_y) = (load_mnist(args.data_dir, split)
                                                 for split in ("train", "test"))
         return train_x[:n_mnist_train], train_y[:n_mnist_train], test_x, test_y
     images, labels = load_digits()
-    if shuffle:
-        order = np.random.default_rng(args.seed if rng is None else rng).permutation(len(images))
-        test, train = order[:digits_test], order[digits_test:]
-    else:
-        train, test = slice(None, -digits_test), slice(-digits_test, None)
+    order = np.random.default_rng(SPLIT_SEED).permutation(len(images))
+    test, train = order[:DIGITS_TEST], order[DIGITS_TEST:]
     return images[train], labels[train], images[test], labels[test]
+
+
+def binarize_test(test_x):
+    """The held-out images binarised once, x ~ Bernoulli(intensity) with the fixed seed
+    ``SPLIT_SEED``: the fixed binary test set on which every binary model's NLL is reported."""
+    return binarize_dynamic(test_x, generator=np.random.default_rng(SPLIT_SEED))
+
+
+def usage_error(message):
+    """Print ``message`` as one line and exit with status 2 (argparse's usage-error status)."""
+    print(f"error: {message}", file=sys.stderr)
+    raise SystemExit(2)
 
 
 def rows_as_images(rows, side):

@@ -95,7 +95,7 @@ def main():
     args = parse_args(parser, "epll_denoise")
 
     rng = np.random.default_rng(args.seed)  # the digits' split, the training patches, the noise
-    train, _, test, _ = load_images(args, n_mnist_train=5000, rng=rng)
+    train, _, test, _ = load_images(args, n_mnist_train=5000)
     train, test = train[:, 0], test[:args.n_test, 0]
     p = args.patch_size or (8 if args.dataset == "mnist" else 4)
     train, test = (backend.to_device(x.astype(np.float64), args.device) for x in (train, test))
