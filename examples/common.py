@@ -33,13 +33,49 @@ def example_parser(doc, dataset=True):
     return parser
 
 
+def positive_int(text):
+    """argparse type: an integer >= 1 (else a usage error naming the value)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def nonnegative_float(text):
+    """argparse type: a finite real number >= 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
+    if not np.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text}")
+    return value
+
+
+def positive_float(text):
+    """argparse type: a finite real number > 0."""
+    value = nonnegative_float(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError("expected a number > 0, got 0")
+    return value
+
+
 def parse_args(parser, name, out_help=None):
     """Add --seed, --device and --out DIR (default out/<name>; None if name is None) and parse."""
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     parser.add_argument("--out", default=None if name is None else os.path.join("out", name),
                         help=out_help or "output folder (default: %(default)s)")
-    return parser.parse_args()
+    args = parser.parse_args()
+    if args.device == "cuda":
+        try:
+            backend.import_cupy()
+        except RuntimeError as e:
+            usage_error(f"--device cuda: {e}")
+    return args
 
 
 # ----------------------------------------------------------------------------- data
