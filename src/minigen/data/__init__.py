@@ -7,6 +7,7 @@ from .binarize import binarize_dynamic, binarize_static
 from .digits import load_digits
 from .loader import DataLoader
 from .mnist import load_binarized_mnist, load_mnist
+from .shakespeare import load_shakespeare
 
 __all__ = ["load_digits", "load_mnist", "load_binarized_mnist", "binarize_static",
-           "binarize_dynamic", "DataLoader"]
+           "binarize_dynamic", "DataLoader", "load_shakespeare"]
