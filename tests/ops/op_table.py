@@ -416,3 +416,48 @@ OPS = [
         Op(f"gaussian_nll_scalar_var[{reduction}]", gaussian_nll_case(reduction, scalar_var=True),
            gaussian_nll_fn, gaussian_nll_ref, max_examples=5)]],
 ]
+
+
+# ----------------------------------------------------------------------------- U-Net / diffusion ops
+
+@st.composite
+def group_norm_case(draw):
+    """x (N, G*k, *spatial) with at least two values per group; weight and bias sometimes absent."""
+    n, groups, per_group = draw(st.integers(1, 2)), draw(st.integers(1, 3)), draw(st.integers(1, 2))
+    spatial = draw(hnp.array_shapes(min_dims=0, max_dims=2, min_side=1, max_side=3))
+    if per_group * math.prod(spatial) < 2:
+        spatial = (2,)
+    c = groups * per_group
+    arrays = [draw(values((n, c) + spatial))]
+    affine = draw(st.booleans())
+    if affine:
+        arrays += [draw(values((c,))), draw(values((c,)))]
+    return Case(arrays, {"num_groups": groups})
+
+
+def group_norm_fn(x, weight=None, bias=None, *, num_groups):
+    return F.group_norm(x, num_groups, weight, bias)
+
+
+def group_norm_ref(x, weight=None, bias=None, *, num_groups):
+    grouped = x.reshape(x.shape[0], num_groups, -1)
+    x_hat = ((grouped - grouped.mean(axis=2, keepdims=True))
+             / np.sqrt(grouped.var(axis=2, keepdims=True) + 1e-5)).reshape(x.shape)
+    per_channel = (1, -1) + (1,) * (x.ndim - 2)
+    if weight is None:
+        return x_hat
+    return x_hat * weight.reshape(per_channel) + bias.reshape(per_channel)
+
+
+def timestep_embedding_ref(t, dim, max_period):
+    freqs = max_period ** (-np.arange(dim // 2) / (dim // 2))
+    return np.concatenate([np.sin(t[..., None] * freqs), np.cos(t[..., None] * freqs)], axis=-1)
+
+
+OPS += [
+    Op("group_norm", group_norm_case(), group_norm_fn, group_norm_ref, max_examples=10),
+    Op("silu", unary(), F.silu, lambda x: x * sps.expit(x)),
+    Op("timestep_embedding", unary(0.0, 50.0, dim=st.sampled_from([2, 4, 6, 8]),
+                                   max_period=st.sampled_from([10.0, 10000.0])),
+       F.timestep_embedding, timestep_embedding_ref, max_examples=10),
+]

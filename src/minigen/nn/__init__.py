@@ -11,3 +11,7 @@ from .normalization import *  # noqa: F401,F403
 from .recurrent import *  # noqa: F401,F403
 from .embedding import *  # noqa: F401,F403
 from .dropout import *  # noqa: F401,F403
+from .group_norm import *  # noqa: F401,F403
+from .silu import *  # noqa: F401,F403
+from .timestep_embedding import *  # noqa: F401,F403
+from .unet import *  # noqa: F401,F403
