@@ -40,3 +40,4 @@ from .bayesian_gmm import BayesianGaussianMixture
 from .vae import VAE, ConvVAE
 from .pixelcnn import PixelCNN, GatedPixelCNN
 from .vqvae import VQVAE
+from .language_model import LSTMLanguageModel
