@@ -11,3 +11,7 @@ from .shakespeare import load_shakespeare
 
 __all__ = ["load_digits", "load_mnist", "load_binarized_mnist", "binarize_static",
            "binarize_dynamic", "DataLoader", "load_shakespeare"]
+from .text import Vocabulary, pad_sequences, padding_mask, sequence_batches, stream_batches  # noqa: E402
+__all__ += ["Vocabulary", "pad_sequences", "padding_mask", "sequence_batches", "stream_batches"]
+from .shakespeare import load_shakespeare_lines  # noqa: E402
+__all__ += ["load_shakespeare_lines"]

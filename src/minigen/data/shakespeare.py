@@ -25,3 +25,11 @@ def load_shakespeare(split="train"):
                          f"characters, got {len(text)}")
     start, stop = SPLITS[split]
     return text[round(start * len(text)):round(stop * len(text))]
+
+
+def load_shakespeare_lines(split="train"):
+    """The verse lines of ``split`` as a list of strings: every non-empty line, stripped,
+    except the speaker headings (a line ending in ":", e.g. "First Citizen:"). Short, sentence-like
+    units for sentence-level models (the sentence VAE)."""
+    return [line.strip() for line in load_shakespeare(split).splitlines()
+            if line.strip() and not line.rstrip().endswith(":")]
