@@ -41,3 +41,6 @@ from .vae import VAE, ConvVAE
 from .pixelcnn import PixelCNN, GatedPixelCNN
 from .vqvae import VQVAE
 from .language_model import LSTMLanguageModel
+from .nice import NICE
+from .realnvp import RealNVP
+from .ddpm import DDPM
