@@ -32,15 +32,16 @@ A small weight_concentration_prior alpha_0 drives the weights of superfluous com
 import math
 
 from ..backend import get_array_module, special
-from ..random import get_generator
+from ..numerics import logsumexp
 from ..validation import (check_array, check_float, check_int, check_is_fitted,
-                          check_n_components, check_n_features, check_option)
+                          check_n_components, check_option)
+from .estimator import Estimator, coordinate_ascent
 from .gmm import (INIT_PARAMS, NotPositiveDefiniteError, gaussian_statistics,
-                  initial_responsibilities, log_det_precision_cholesky, logsumexp, mahalanobis,
+                  initial_responsibilities, log_det_precision_cholesky, mahalanobis,
                   precision_cholesky)
 
 
-class BayesianGaussianMixture:
+class BayesianGaussianMixture(Estimator):
     """Gaussian mixture with Dirichlet and Normal-Wishart priors, fitted by CAVI (full covariances).
 
     Priors (None: the defaults below, resolved in ``fit`` and stored with a trailing underscore):
@@ -51,10 +52,16 @@ class BayesianGaussianMixture:
     ``means_`` m (K, D), ``degrees_of_freedom_`` nu (K,), ``scale_cholesky_`` P_k with
     W_k = P_k P_k^T (K, D, D). Point summaries: ``weights_`` E[pi], ``covariances_`` E[Lambda_k]^-1,
     ``precisions_cholesky_`` the Cholesky factor of E[Lambda_k] = nu_k W_k.
-    ``elbo_history_``: the ELBO after each sweep (E step then M step, from an initial M step on
-    the ``init_params`` responsibilities); ``lower_bound_`` its last value; convergence when one
-    sweep raises it by less than ``tol``.
+    ``elbo_history_``: the ELBO per sample, L(q) / N, at the start (an M step on the
+    ``init_params`` responsibilities, then an E step) and after each sweep (M step, then E step);
+    ``lower_bound_`` its last value; convergence (``coordinate_ascent``) when one sweep changes it
+    by at most ``tol``. ``sample`` draws from the posterior predictive (the Student-t mixture of
+    ``score_samples``).
     """
+
+    _parameter_names = ("weight_concentration_", "mean_precision_", "means_",
+                        "degrees_of_freedom_", "scale_cholesky_", "weights_", "covariances_",
+                        "precisions_cholesky_")
 
     def __init__(self, n_components=1, tol=1e-3, reg_covar=1e-6, max_iter=100,
                  init_params="kmeans", weight_concentration_prior=None, mean_precision_prior=None,
@@ -110,7 +117,7 @@ class BayesianGaussianMixture:
                              f"{self.reg_covar})") from None
 
     def fit(self, X):
-        """Run CAVI sweeps until the ELBO stops growing; returns self."""
+        """Run CAVI sweeps until the ELBO per sample stops changing; returns self."""
         X = check_array(X)
         n_samples, self.n_features_in_ = X.shape
         K = check_n_components(self.n_components, n_samples)
@@ -121,21 +128,22 @@ class BayesianGaussianMixture:
         self._set_priors(X)
         xp = get_array_module(X)
         self._m_step(X, initial_responsibilities(X, K, self.init_params,
-                                                 get_generator(self.random_state, xp)))
+                                                 self._generator(None, xp)))
         log_rho = self._log_rho(X)
-        self.elbo_history_ = []
-        self.converged_ = False
-        for _ in range(self.max_iter):
-            log_resp = log_rho - logsumexp(log_rho, axis=1)[:, None]   # E step
+        log_resp = log_rho - logsumexp(log_rho, axis=1)[:, None]     # E step
+        start = self._elbo(xp.exp(log_resp), log_resp, log_rho) / n_samples
+
+        def sweep():
+            nonlocal log_rho, log_resp
             resp = xp.exp(log_resp)
             self._m_step(X, resp)                                      # M step
             log_rho = self._log_rho(X)
-            self.elbo_history_.append(self._elbo(resp, log_resp, log_rho))
-            if len(self.elbo_history_) > 1 and \
-                    self.elbo_history_[-1] - self.elbo_history_[-2] < self.tol:
-                self.converged_ = True
-                break
-        self.n_iter_ = len(self.elbo_history_)
+            elbo = self._elbo(resp, log_resp, log_rho) / n_samples
+            log_resp = log_rho - logsumexp(log_rho, axis=1)[:, None]   # E step for the next sweep
+            return elbo
+
+        self.elbo_history_, self.n_iter_, self.converged_ = coordinate_ascent(
+            sweep, start, self.tol, self.max_iter, "BayesianGaussianMixture")
         self.lower_bound_ = self.elbo_history_[-1]
         return self
 
@@ -226,12 +234,6 @@ class BayesianGaussianMixture:
         return float(data_terms + E_log_p_pi - E_log_q_pi + E_log_p_mu_Lambda - E_log_q_mu_Lambda)
 
     # --------------------------------------------------------------- inference
-    def _check_X(self, X):
-        check_is_fitted(self, "means_")
-        X = check_array(X, like=self.means_)
-        check_n_features(X, self.n_features_in_, estimator=self)
-        return X
-
     def predict_proba(self, X):
         """(N, K) variational responsibilities r_nk of new samples; rows sum to 1."""
         log_rho = self._log_rho(self._check_X(X))
@@ -257,6 +259,27 @@ class BayesianGaussianMixture:
                        - 0.5 * D * xp.log(dof * math.pi) - 0.5 * (dof + D) * xp.log1p(delta2 / dof))
         return logsumexp(xp.log(alpha / alpha.sum()) + log_student, axis=1)
 
-    def score(self, X):
-        """Mean log posterior predictive density per sample."""
-        return float(self.score_samples(X).mean())
+    def sample(self, n_samples=1, random_state=None):
+        """Draw ``(X, labels)`` from the posterior predictive: k ~ Cat(E[pi]), then the Student-t
+        x = m_k + sqrt(dof_k / u) A_k e, u ~ chi^2(dof_k), e ~ N(0, I), A_k A_k^T = L_k^-1
+        (PRML 10.81; A_k = P_k^-T / sqrt(c_k) with W_k = P_k P_k^T, L_k = c_k W_k).
+        ``random_state=None`` uses the estimator's ``random_state``."""
+        check_is_fitted(self, "means_")
+        n_samples = check_int(n_samples, "n_samples", minimum=1)
+        xp = get_array_module(self.means_)
+        rng = self._generator(random_state, xp)
+        K, D = self.means_.shape
+        cdf = xp.cumsum(self.weights_)
+        labels = xp.minimum(xp.searchsorted(cdf, rng.random(n_samples, dtype=cdf.dtype) * cdf[-1],
+                                            side="right"), K - 1)
+        dof = self.degrees_of_freedom_ + 1 - D
+        c = dof * self.mean_precision_ / (1 + self.mean_precision_)
+        e = rng.standard_normal((n_samples, D), dtype=self.means_.dtype)
+        u = 2 * rng.standard_gamma(dof[labels] / 2).astype(self.means_.dtype)   # chi^2(dof)
+        X = xp.empty((n_samples, D), dtype=self.means_.dtype)
+        for k in range(K):
+            idx = xp.nonzero(labels == k)[0]
+            # rows A_k e = P_k^-T e / sqrt(c_k): solve P_k^T y = e for all rows at once
+            y = xp.linalg.solve(self.scale_cholesky_[k].T, e[idx].T).T / math.sqrt(float(c[k]))
+            X[idx] = self.means_[k] + y * xp.sqrt(dof[k] / u[idx])[:, None]
+        return X, labels

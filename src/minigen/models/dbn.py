@@ -20,70 +20,135 @@ is trained by CD-k; its energy, gradient and AIS are in ``minigen/models/rbm.py`
 
 Sampling: Gibbs sampling in the top RBM gives h^{L-1}, then a down pass h^{l-1} ~ p(h^{l-1} | h^l).
 ``transform`` is the up pass h^l = q(h^l = 1 | h^{l-1}), applied to probabilities.
+
+score_samples: the bound above applied at every layer (a lower bound on log p(h^1) in place of
+log p(h^1) keeps a lower bound), estimated by Monte Carlo over up-pass samples
+h^l ~ q(h^l | h^{l-1}), l = 1..L-1:
+
+    log p(v) >= E_q[ sum_{l=1}^{L-1} (log p(h^{l-1} | h^l) - log q(h^l | h^{l-1})) + log p_L(h^{L-1}) ]
+
+with log p_L the top RBM's exact (or AIS) log-probability; for L = 1 it is the RBM's log p(v).
 """
 import numbers
 
 from .. import backend
-from ..random import get_generator
-from ..validation import check_option
-from .rbm import RBM, _bernoulli
+from ..numerics import bernoulli, log_sigmoid, sigmoid
+from ..validation import check_array, check_int, check_is_fitted, check_option
+from .estimator import Estimator
+from .rbm import RBM
 
 PROPAGATE = ("probabilities", "samples")
 
 
-class DBN:
-    """Deep belief net over ``layer_sizes`` = [n_visible, n_hidden_1, ..., n_hidden_L] (L >= 1).
+class DBN(Estimator):
+    """Deep belief net with hidden layers of sizes ``hidden_layer_sizes`` = (H_1, ..., H_L), L >= 1.
 
-    ``rbms[l]`` joins h^l and h^{l+1} (RBM l+1 above; h^0 = v). ``random_state`` (None, int or
-    Generator) drives the initialisation of every RBM and all later draws; ``dtype`` and
-    ``device`` as in RBM.
+    The RBM settings (``k``, ``persistent``, ``learning_rate``, ``max_iter`` epochs per layer,
+    ``batch_size``, ``momentum``, ``weight_decay``, ``n_gibbs``, ``dtype``, ``device``,
+    ``verbose``) are those of ``RBM`` and are used for every layer; ``propagate`` feeds each RBM
+    the layer below as probabilities or as samples; ``random_state`` drives every draw.
+
+    Fitted attributes: ``rbms_`` (the L fitted RBMs; ``rbms_[l]`` joins h^l and h^{l+1}, h^0 = v),
+    ``n_features_in_``, ``n_iter_`` (epochs per layer), ``converged_`` (as for the RBM).
     """
 
-    def __init__(self, layer_sizes, random_state=None, dtype="float32", device=None):
-        sizes = list(layer_sizes) if hasattr(layer_sizes, "__iter__") else [layer_sizes]
-        if len(sizes) < 2 or not all(isinstance(s, numbers.Integral) and not isinstance(s, bool) and s >= 1
-                                     for s in sizes):
-            raise ValueError(f"layer_sizes must be a list of at least two positive integers "
-                             f"[n_visible, n_hidden_1, ...], got {layer_sizes!r}")
-        self.layer_sizes = [int(s) for s in sizes]
-        device = backend.check_device(device or backend.default_device())
-        self._rng = get_generator(random_state, backend.array_module_for(device))
-        self.rbms = [RBM(n_in, n_out, random_state=self._rng, dtype=dtype, device=device)
-                     for n_in, n_out in zip(self.layer_sizes[:-1], self.layer_sizes[1:])]
+    _parameter_names = ("rbms_",)
 
-    def __repr__(self):
-        return f"DBN(layer_sizes={self.layer_sizes})"
+    def __init__(self, hidden_layer_sizes=(64,), k=1, persistent=False, learning_rate=0.05,
+                 max_iter=10, batch_size=100, momentum=0.0, weight_decay=0.0,
+                 propagate="probabilities", n_gibbs=1000, random_state=None, dtype="float32",
+                 device=None, verbose=False):
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.k = k
+        self.persistent = persistent
+        self.learning_rate = learning_rate
+        self.max_iter = max_iter
+        self.batch_size = batch_size
+        self.momentum = momentum
+        self.weight_decay = weight_decay
+        self.propagate = propagate
+        self.n_gibbs = n_gibbs
+        self.random_state = random_state
+        self.dtype = dtype
+        self.device = device
+        self.verbose = verbose
 
-    def fit(self, X, k=1, persistent=False, learning_rate=0.05, epochs=10, batch_size=100,
-            momentum=0.0, weight_decay=0.0, propagate="probabilities", verbose=False):
-        """Greedy layer-wise training: RBM l is fitted (``RBM.fit``, same arguments) to the
-        up-pass of X through RBMs 1..l-1, as probabilities or as samples (``propagate``). Returns self."""
-        check_option(propagate, "propagate", PROPAGATE)
-        x = X
-        for l, rbm in enumerate(self.rbms):
-            if verbose:
-                print(f"layer {l + 1}/{len(self.rbms)}: {rbm}")
-            rbm.fit(x, k=k, persistent=persistent, learning_rate=learning_rate, epochs=epochs,
-                    batch_size=batch_size, momentum=momentum, weight_decay=weight_decay, verbose=verbose)
-            if l + 1 < len(self.rbms):
-                x = rbm.prob_h_given_v(x) if propagate == "probabilities" else rbm.sample_h_given_v(x)
+    def _rbm_settings(self):
+        return {name: getattr(self, name) for name in
+                ("k", "persistent", "learning_rate", "max_iter", "batch_size", "momentum",
+                 "weight_decay", "n_gibbs", "dtype", "device", "verbose")}
+
+    def fit(self, X):
+        """Greedy layer-wise training: RBM l is fitted to the up-pass of X through RBMs 1..l-1,
+        as probabilities or as samples (``propagate``). Returns self."""
+        sizes = self.hidden_layer_sizes
+        if not isinstance(sizes, (list, tuple)) or not sizes or not all(
+                isinstance(s, numbers.Integral) and not isinstance(s, bool) and s >= 1 for s in sizes):
+            raise ValueError(f"hidden_layer_sizes must be a non-empty list or tuple of positive "
+                             f"integers (H_1, ..., H_L), got {sizes!r}")
+        check_option(self.propagate, "propagate", PROPAGATE)
+        x = check_array(X)
+        if self.device is not None:
+            x = backend.to_device(x, backend.check_device(self.device))
+        rng = self._generator(None, backend.get_array_module(x))
+        rbms = []
+        for l, n_hidden in enumerate(sizes):
+            if self.verbose:
+                print(f"layer {l + 1}/{len(sizes)}: {n_hidden} hidden units")
+            rbm = RBM(int(n_hidden), random_state=rng, **self._rbm_settings()).fit(x)
+            rbm.random_state = None  # the generator object is not a setting to keep or save
+            rbms.append(rbm)
+            if l + 1 < len(sizes):
+                x = rbm.prob_h_given_v(x) if self.propagate == "probabilities" else rbm.sample_h_given_v(x, rng)
+        self.rbms_ = rbms
+        self.n_features_in_ = rbms[0].n_features_in_
+        self.n_iter_, self.converged_ = rbms[0].n_iter_, True
         return self
 
     def transform(self, X):
-        """The up pass: q(h^L = 1 | v) through every layer's p(h|v), shape (n, layer_sizes[-1])."""
-        for rbm in self.rbms:
+        """The up pass: q(h^L = 1 | v) through every layer's p(h|v), shape (n, H_L)."""
+        check_is_fitted(self, "rbms_")
+        for rbm in self.rbms_:
             X = rbm.prob_h_given_v(X)
         return X
 
-    def sample(self, n, n_gibbs=1000, random_state=None, return_probabilities=False):
-        """n samples (n, n_visible): ``n_gibbs`` Gibbs steps in the top RBM, then the down pass.
+    def score_samples(self, X, n_samples=10, random_state=None):
+        """(n,) Monte Carlo estimate, from ``n_samples`` up-pass samples per row, of the variational
+        lower bound on log p(v) (module docstring); exact log p(v) when L = 1. Binary X."""
+        check_is_fitted(self, "rbms_")
+        n_samples = check_int(n_samples, "n_samples", minimum=1)
+        v = self.rbms_[0]._check(X, "X")
+        xp = backend.get_array_module(v)
+        rng = self._generator(random_state, xp)
+        top = self.rbms_[-1]
+        if len(self.rbms_) == 1:
+            return top.score_samples(v)
+        total = 0
+        for _ in range(n_samples):
+            below, bound = v, 0
+            for rbm in self.rbms_[:-1]:
+                a_up = rbm.intercept_hidden_ + below @ rbm.components_.T     # logits of q(h | below)
+                h = bernoulli(sigmoid(a_up), rng)
+                a_down = rbm.intercept_visible_ + h @ rbm.components_         # logits of p(below | h)
+                bound = bound + _log_bernoulli(below, a_down) - _log_bernoulli(h, a_up)
+                below = h
+            total = total + bound + top.score_samples(below)
+        return total / n_samples
 
-        ``return_probabilities`` returns p(v | h^1) of the last step instead of a binary draw.
-        """
-        xp = backend.get_array_module(self.rbms[0].W)
-        rng = self._rng if random_state is None else get_generator(random_state, xp)
+    def sample(self, n_samples=1, random_state=None, n_gibbs=None, return_probabilities=False):
+        """(n_samples, D): ``n_gibbs`` (default: the setting) Gibbs steps in the top RBM, then the
+        down pass; ``return_probabilities`` returns p(v | h^1) of the last step instead of a draw."""
+        check_is_fitted(self, "rbms_")
+        n_samples = check_int(n_samples, "n_samples", minimum=1)
+        rng = self._generator(random_state, backend.get_array_module(self.rbms_[0].components_))
         # p(h^{L-1} | h^L) at the end of the top chain; a draw from it is the top RBM's sample
-        p = self.rbms[-1].sample(n, n_gibbs, random_state=rng, return_probabilities=True)
-        for rbm in reversed(self.rbms[:-1]):
-            p = rbm.prob_v_given_h(_bernoulli(p, rng))  # h^{l-1} ~ p(h^{l-1} | h^l)
-        return p if return_probabilities else _bernoulli(p, rng)
+        p = self.rbms_[-1].sample(n_samples, rng, n_gibbs=n_gibbs if n_gibbs is not None else self.n_gibbs,
+                                  return_probabilities=True)
+        for rbm in reversed(self.rbms_[:-1]):
+            p = rbm.prob_v_given_h(bernoulli(p, rng))  # h^{l-1} ~ p(h^{l-1} | h^l)
+        return p if return_probabilities else bernoulli(p, rng)
+
+
+def _log_bernoulli(x, logits):
+    """(n,) sum_i log Bernoulli(x_i | sigmoid(logits_i)) = x log sigma(a) + (1 - x) log sigma(-a)."""
+    return (x * log_sigmoid(logits) + (1 - x) * log_sigmoid(-logits)).sum(axis=1)

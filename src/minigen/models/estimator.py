@@ -25,6 +25,8 @@ import warnings
 import numpy
 
 from .. import backend
+from ..random import get_generator
+from ..validation import check_array, check_is_fitted, check_n_features
 
 
 class ConvergenceWarning(UserWarning):
@@ -98,6 +100,40 @@ class Estimator:
                  or not _same(value, defaults[name])]
         return f"{type(self).__name__}({', '.join(shown)})"
 
+    # ---- shared parts of the contract --------------------------------------------------------
+    #: names of the fitted attributes that one run of ``fit`` produces; ``_get_parameters`` and
+    #: ``_set_parameters`` read and write exactly these (best of ``n_init``, no copy of vars).
+    _parameter_names = ()
+
+    def _get_parameters(self):
+        """The fitted parameters listed in ``_parameter_names``, by name."""
+        return {name: getattr(self, name) for name in self._parameter_names}
+
+    def _set_parameters(self, parameters):
+        """Set the fitted parameters from a dict returned by ``_get_parameters``."""
+        for name in self._parameter_names:
+            setattr(self, name, parameters[name])
+
+    def _check_X(self, X, fitted="n_features_in_"):
+        """``X`` for a fitted model: fitted (``fitted`` is set), a finite 2-D float array on the
+        device of the parameters, with the number of features seen by ``fit``."""
+        check_is_fitted(self, fitted)
+        like = next((value for value in (getattr(self, name, None) for name in self._parameter_names)
+                     if hasattr(value, "dtype") and getattr(value, "ndim", 0) > 0), None)
+        X = check_array(X, like=like)
+        check_n_features(X, self.n_features_in_, estimator=self)
+        return X
+
+    def _generator(self, random_state, xp):
+        """The generator for a method's ``random_state`` argument; None falls back to the
+        estimator's own ``random_state`` setting (scikit-learn's rule), which may itself be None
+        (the global generator seeded by ``minigen.manual_seed``)."""
+        return get_generator(self.random_state if random_state is None else random_state, xp)
+
+    def score(self, X):
+        """The mean of ``score_samples(X)``: the per-sample log-likelihood (or bound) in nats."""
+        return float(self.score_samples(X).mean())
+
     def _fitted_names(self):
         return sorted(name for name in vars(self) if name.endswith("_") and not name.startswith("_"))
 
@@ -164,6 +200,8 @@ def _is_generator(value):
 def _jsonable(value, name):
     if isinstance(value, tuple):
         value = list(value)
+    if hasattr(value, "shape") and hasattr(value, "dtype"):  # an array setting (a prior mean)
+        value = backend.to_numpy(value).tolist()
     try:
         json.dumps(value)
     except TypeError:

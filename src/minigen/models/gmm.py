@@ -23,23 +23,14 @@ import math
 import numpy
 
 from ..backend import get_array_module
-from ..random import get_generator
+from ..numerics import logsumexp, one_hot
 from ..validation import (check_array, check_float, check_int, check_is_fitted,
-                          check_n_components, check_n_features, check_option,
-                          count_distinct_rows)
+                          check_n_components, check_option, count_distinct_rows)
+from .estimator import Estimator, coordinate_ascent
+from .kmeans import KMeans, kmeans_plusplus, squared_distances
 
 COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
 INIT_PARAMS = ("kmeans", "k-means++", "random")
-
-
-def logsumexp(a, axis=None):
-    """log sum exp(a) along ``axis`` (None: all entries) of a raw array, without overflow (the
-    max is taken out first); all -inf gives -inf. ``F.logsumexp`` is the autograd op."""
-    xp = get_array_module(a)
-    a_max = xp.max(a, axis=axis, keepdims=True)
-    a_max = xp.where(xp.isfinite(a_max), a_max, 0)
-    return xp.squeeze(xp.log(xp.sum(xp.exp(a - a_max), axis=axis, keepdims=True)) + a_max,
-                      axis=axis)
 
 
 class NotPositiveDefiniteError(numpy.linalg.LinAlgError):
@@ -154,77 +145,38 @@ def gaussian_statistics(X, resp, covariance_type="full"):
     return Nk, means, covariances
 
 
-def kmeans_plusplus(X, n_clusters, rng):
-    """Greedy k-means++ seeding (Arthur & Vassilvitskii 2007): each new centre is the best, by
-    total squared distance, of 2 + log K data points drawn with probability proportional to
-    their squared distance to the nearest centre so far."""
-    xp = get_array_module(X)
-    n_trials = 2 + int(math.log(n_clusters))
-    x2 = xp.sum(X ** 2, axis=1)
-    centers = [X[int(rng.integers(0, X.shape[0]))]]
-    d2 = xp.sum((X - centers[0]) ** 2, axis=1)
-    for _ in range(1, n_clusters):
-        cdf = xp.cumsum(d2)  # all zero once every distinct point is a centre: X[0] is drawn
-        idx = xp.searchsorted(cdf, rng.random(n_trials, dtype=cdf.dtype) * cdf[-1])
-        candidates = X[xp.minimum(idx, X.shape[0] - 1)]
-        # (n_trials, N) squared distances ||x||^2 - 2 x.c + ||c||^2, clipped at 0
-        d2_trials = xp.maximum(x2 - 2 * (candidates @ X.T)
-                               + xp.sum(candidates ** 2, axis=1)[:, None], 0)
-        d2_trials = xp.minimum(d2, d2_trials)
-        best = int(xp.argmin(d2_trials.sum(axis=1)))
-        centers.append(candidates[best])
-        d2 = d2_trials[best]
-    return xp.stack(centers)
-
-
-def nearest_center(X, centers):
-    """(N,) argmin_k ||x_n - c_k||^2 = argmin_k (||c_k||^2 - 2 x_n.c_k)."""
-    xp = get_array_module(X)
-    return xp.argmin(xp.sum(centers ** 2, axis=1) - 2 * (X @ centers.T), axis=1)
-
-
-def one_hot(labels, n_classes, dtype):
-    """(N, n_classes) indicator rows."""
-    xp = get_array_module(labels)
-    return (labels[:, None] == xp.arange(n_classes)).astype(dtype)
-
-
-def kmeans(X, centers, max_iter=100):
-    """Lloyd's algorithm from ``centers`` until no label changes; empty clusters keep their centre."""
-    xp = get_array_module(X)
-    labels = None
-    for _ in range(max_iter):
-        new_labels = nearest_center(X, centers)
-        if labels is not None and bool(xp.all(new_labels == labels)):
-            break
-        labels = new_labels
-        indicators = one_hot(labels, centers.shape[0], X.dtype)
-        counts = indicators.sum(axis=0)[:, None]
-        centers = xp.where(counts > 0, (indicators.T @ X) / xp.maximum(counts, 1), centers)
-    return centers
-
-
 def initial_responsibilities(X, n_components, init_params, rng):
-    """(N, K) starting responsibilities: hard k-means / k-means++ assignments, or random ones."""
+    """(N, K) starting responsibilities: hard assignments of ``KMeans`` (Lloyd from k-means++
+    seeds) or of the k-means++ seeds alone, or random ones; draws from generator ``rng``."""
+    xp = get_array_module(X)
     if init_params == "random":
         resp = rng.random((X.shape[0], n_components), dtype=X.dtype)
         return resp / resp.sum(axis=1, keepdims=True)
-    centers = kmeans_plusplus(X, n_components, rng)
     if init_params == "kmeans":
-        centers = kmeans(X, centers)
-    return one_hot(nearest_center(X, centers), n_components, X.dtype)
+        labels = KMeans(n_components, random_state=rng).fit(X).labels_
+    else:
+        labels = xp.argmin(squared_distances(X, kmeans_plusplus(X, n_components, rng)), axis=1)
+    return one_hot(labels, n_components, X.dtype)
 
 
-class GaussianMixture:
+class GaussianMixture(Estimator):
     """Gaussian mixture fitted by EM (scikit-learn's API and attribute shapes).
 
     Fitted attributes: ``weights_`` (K,), ``means_`` (K, D), ``covariances_`` ((K, D, D) full,
     (D, D) tied, (K, D) diag, (K,) spherical), ``precisions_cholesky_`` (same shapes),
     ``converged_``, ``n_iter_``, ``lower_bound_`` (mean log-likelihood per sample of the final
     parameters) and ``log_likelihood_history_`` (that quantity for the initial parameters and
-    after each EM iteration, of the best of the ``n_init`` runs).
-    Convergence: the mean log-likelihood changes by less than ``tol`` in one iteration.
+    after each EM iteration, of the best of the ``n_init`` runs), ``n_features_in_``.
+    Convergence (``coordinate_ascent``): the mean log-likelihood changes by at most ``tol`` in
+    one iteration. ``init_params="kmeans"`` starts from the labels of ``minigen.models.KMeans``.
+
+    With ``reg_covar=0`` a feature that is constant in X has zero variance in every component
+    (full, tied and diag covariances) and an unbounded likelihood: ``fit`` refuses it up front,
+    naming the feature (a spherical covariance averages over features and stays well defined).
     """
+
+    _parameter_names = ("weights_", "means_", "covariances_", "precisions_cholesky_",
+                        "lower_bound_", "log_likelihood_history_", "n_iter_", "converged_")
 
     def __init__(self, n_components=1, covariance_type="full", tol=1e-3, reg_covar=1e-6,
                  max_iter=100, n_init=1, init_params="kmeans", random_state=None):
@@ -241,14 +193,17 @@ class GaussianMixture:
     def fit(self, X):
         """Run EM ``n_init`` times from different starts and keep the best; returns self."""
         X = check_array(X)
+        xp = get_array_module(X)
         n_samples, n_features = X.shape
         K = check_n_components(self.n_components, n_samples)
         check_option(self.covariance_type, "covariance_type", COVARIANCE_TYPES)
         check_option(self.init_params, "init_params", INIT_PARAMS)
         check_float(self.tol, "tol", minimum=0)
-        check_float(self.reg_covar, "reg_covar", minimum=0)
-        check_int(self.max_iter, "max_iter", minimum=0)
+        reg_covar = check_float(self.reg_covar, "reg_covar", minimum=0)
+        check_int(self.max_iter, "max_iter", minimum=1)
         check_int(self.n_init, "n_init", minimum=1)
+        if reg_covar == 0 and self.covariance_type != "spherical":
+            _check_no_constant_feature(X, self.covariance_type)
         n_distinct = count_distinct_rows(X, at_most=K)
         if n_distinct < K:
             raise ValueError(f"X has only {n_distinct} distinct samples, fewer than "
@@ -256,42 +211,33 @@ class GaussianMixture:
                              f"own and collapse; use n_components <= {n_distinct}")
         self.n_features_in_ = n_features
         self._variance_floor = float(numpy.finfo(X.dtype).eps) * X.var(axis=0)
-        rng = get_generator(self.random_state, get_array_module(X))
+        rng = self._generator(None, xp)
         best = None
         for _ in range(self.n_init):
-            self._run_em(X, initial_responsibilities(X, K, self.init_params, rng))
-            if best is None or self.lower_bound_ > best["lower_bound_"]:
-                best = dict(vars(self))
-        vars(self).update(best)
-        return self
+            self._m_step(X, initial_responsibilities(X, K, self.init_params, rng), iteration=0)
+            log_resp, start = self._e_step(X)
+            iteration = 0
 
-    def _run_em(self, X, resp):
-        xp = get_array_module(X)
-        self._m_step(X, resp, iteration=0)
-        log_resp, log_likelihood = self._e_step(X)
-        history = [log_likelihood]
-        self.converged_ = False
-        for iteration in range(1, self.max_iter + 1):
-            self._m_step(X, xp.exp(log_resp), iteration)
-            log_resp, log_likelihood = self._e_step(X)
-            history.append(log_likelihood)
-            if abs(history[-1] - history[-2]) < self.tol:
-                self.converged_ = True
-                break
-        self.n_iter_ = len(history) - 1
-        self.lower_bound_ = history[-1]
-        self.log_likelihood_history_ = history
+            def em_step():
+                nonlocal log_resp, iteration
+                iteration += 1
+                self._m_step(X, xp.exp(log_resp), iteration)
+                log_resp, log_likelihood = self._e_step(X)
+                return log_likelihood
+
+            history, self.n_iter_, self.converged_ = coordinate_ascent(
+                em_step, start, self.tol, self.max_iter, "GaussianMixture")
+            self.lower_bound_, self.log_likelihood_history_ = history[-1], history
+            if best is None or self.lower_bound_ > best["lower_bound_"]:
+                best = self._get_parameters()
+        self._set_parameters(best)
+        return self
 
     def _e_step(self, X):
         """log r_nk and the mean log-likelihood under the current parameters."""
         weighted = self._weighted_log_prob(X)
         log_px = logsumexp(weighted, axis=1)
-        log_likelihood = float(log_px.mean())
-        if not math.isfinite(log_likelihood):
-            raise ValueError(
-                f"the mean log-likelihood became {log_likelihood}: a component is (nearly) "
-                f"singular; increase reg_covar (now {self.reg_covar}) or rescale X")
-        return weighted - log_px[:, None], log_likelihood
+        return weighted - log_px[:, None], float(log_px.mean())
 
     def _m_step(self, X, resp, iteration):
         """pi, mu, Sigma from the responsibilities (PRML 9.24-9.27), then Sigma's Cholesky."""
@@ -340,19 +286,9 @@ class GaussianMixture:
         return (gaussian_log_prob(X, self.means_, self.precisions_cholesky_, self.covariance_type)
                 + xp.log(self.weights_))
 
-    def _check_X(self, X):
-        check_is_fitted(self, "means_")
-        X = check_array(X, like=self.means_)
-        check_n_features(X, self.n_features_in_, estimator=self)
-        return X
-
     def score_samples(self, X):
         """(N,) log p(x_n) under the fitted mixture."""
         return logsumexp(self._weighted_log_prob(self._check_X(X)), axis=1)
-
-    def score(self, X):
-        """Mean log-likelihood per sample."""
-        return float(self.score_samples(X).mean())
 
     def predict_proba(self, X):
         """(N, K) responsibilities p(k | x_n); each row sums to 1."""
@@ -370,7 +306,7 @@ class GaussianMixture:
         check_is_fitted(self, "means_")
         n_samples = check_int(n_samples, "n_samples", minimum=1)
         xp = get_array_module(self.means_)
-        rng = get_generator(self.random_state if random_state is None else random_state, xp)
+        rng = self._generator(random_state, xp)
         K, d = self.means_.shape
         cdf = xp.cumsum(self.weights_)
         labels = xp.minimum(xp.searchsorted(cdf, rng.random(n_samples, dtype=cdf.dtype) * cdf[-1],
@@ -406,3 +342,17 @@ class GaussianMixture:
     def aic(self, X):
         """Akaike information criterion -2 log L + 2p (lower is better)."""
         return -2 * float(self.score_samples(X).sum()) + 2 * self._n_parameters()
+
+
+def _check_no_constant_feature(X, covariance_type):
+    """With reg_covar=0, a constant feature makes every full/tied/diag covariance singular: refuse
+    it, whatever its value (an exact test, so rounding of the mean cannot decide)."""
+    xp = get_array_module(X)
+    constant = xp.all(X == X[:1], axis=0)
+    if bool(constant.any()):
+        j = int(xp.argmax(constant))
+        raise ValueError(
+            f"GaussianMixture: feature {j} of X is constant (every value is {float(X[0, j])!r}), so "
+            f"with reg_covar=0 its variance is 0 in every component and the likelihood is "
+            f"unbounded for covariance_type={covariance_type!r}. Set reg_covar > 0 (e.g. the "
+            f"default 1e-6), drop the feature, or use covariance_type='spherical'.")
