@@ -201,7 +201,8 @@ class AutoregressiveImageModel(Module):
 
     def check_cond(self, cond, shape):
         """The conditioning map as a float tensor (N, cond_channels, H, W) for images of ``shape``
-        (N, C, H, W), or None for a model without spatial conditioning."""
+        (N, C, H, W), or None for a model without spatial conditioning. A tensor map on the
+        model's device and dtype is passed on as it is, so gradients reach what computed it."""
         if self.cond_channels is None:
             if cond is not None:
                 raise ValueError("this model has no spatial conditioning (cond_channels=None) but "
@@ -218,13 +219,14 @@ class AutoregressiveImageModel(Module):
         xp = backend.get_array_module(data)
         if not bool(xp.isfinite(data).all()):
             raise ValueError("cond must hold finite values, got NaN or infinite entries")
-        return data.astype(next(self.parameters()).dtype, copy=False)
+        dtype = next(self.parameters()).dtype
+        if isinstance(cond, Tensor) and data is cond.data and data.dtype == dtype:
+            return cond  # keep its graph: the map may come from a network trained with this one
+        return Tensor(data.astype(dtype, copy=False))
 
     def features(self, cond):
-        """m(s): the conditioning map through the unmasked convolutions (a tensor), or None."""
-        if cond is None:
-            return None
-        return self.condition(cond if isinstance(cond, Tensor) else Tensor(cond))
+        """m(s): the (checked) conditioning map tensor through the unmasked convolutions, or None."""
+        return None if cond is None else self.condition(cond)
 
     def one_hot(self, x):
         """Integer x (N, C, H, W) -> float tensor (N, C*V, H, W) whose channel c*V + v is [x_c == v]."""
