@@ -42,7 +42,7 @@ standing for the paper's t = 1..T (as in Ho et al.'s code); L_simple averages ov
 well as examples (their code's ``mean_flat``); sigma_t^2 = beta_t, the paper's first choice.
 Schedules: "linear" is the paper's beta_1 = 1e-4 ... beta_T = 0.02 for T = 1000, both ends
 scaled by 1000 / T for other T so that the chain still ends near N(0, I) (Nichol & Dhariwal
-2021's code does the same); "cosine" is Nichol & Dhariwal (2021), Eq. 17, with s = 0.008 and
+2021's code does the same; clipped at 0.999, which only bites for T < 50); "cosine" is Nichol & Dhariwal (2021), Eq. 17, with s = 0.008 and
 beta_t clipped at 0.999. Where minigen follows the paper instead of the slide: the slide only
 names diffusion models; everything here is the paper's.
 """
@@ -68,7 +68,7 @@ def make_beta_schedule(name, timesteps):
     T = check_int(timesteps, "timesteps", minimum=1)
     if name == "linear":
         scale = 1000.0 / T
-        return numpy.linspace(scale * 1e-4, scale * 0.02, T)
+        return numpy.minimum(numpy.linspace(scale * 1e-4, scale * 0.02, T), 0.999)
     s = 0.008
     f = numpy.cos((numpy.arange(T + 1) / T + s) / (1 + s) * math.pi / 2) ** 2
     abar = f / f[0]
@@ -144,8 +144,14 @@ class DDPM(nn.Module):
         first = next(self.parameters(), None)
         return numpy.dtype("float64") if first is None else first.dtype
 
+    @property
+    def _device(self):
+        """The parameters' device; the default device for a parameterless denoiser."""
+        first = next(self.parameters(), None)
+        return backend.default_device() if first is None else first.device
+
     def _xp(self):
-        return backend.array_module_for(self.device)
+        return backend.array_module_for(self._device)
 
     def _check_x(self, x, name="x0"):
         """``x`` as a tensor (N, *image_shape) of the model's dtype on its device."""
@@ -156,8 +162,8 @@ class DDPM(nn.Module):
         if x.ndim < 1 or x.shape[1:] != self.image_shape:
             raise ValueError(f"DDPM: expected {name} of shape (N, {', '.join(map(str, self.image_shape))}), "
                              f"got shape {x.shape}")
-        if x.device != self.device:
-            x = x.to(device=self.device)
+        if x.device != self._device:
+            x = x.to(device=self._device)
         if x.dtype != self._dtype:
             x = x.to(dtype=self._dtype)
         if not bool(self._xp().isfinite(x.data).all()):
