@@ -20,7 +20,7 @@ estimators can be compared draw by draw) and returns them as rows of an array.
 from .. import backend
 from .. import functional as F
 from ..autograd import Tensor
-from ..distributions import kl_divergence
+from ..distributions import Normal, kl_divergence
 from ..random import get_generator
 from ..validation import check_int, check_option
 
@@ -37,9 +37,11 @@ def reparameterised_surrogate(model, x, y=None, eps=None, generator=None):
 def score_function_surrogate(model, x, y=None, eps=None, generator=None, baseline=0.0):
     """A scalar whose gradient is the score-function (REINFORCE) estimate of grad mean ELBO.
 
+    ``eps`` (N, latent_dim) fixes the draw z = mu + sigma * eps (else drawn from ``generator``);
     ``baseline``: b, a number or one value per example (N,), subtracted from log p(x | z).
     """
-    q = model.posterior(x, y)
+    mu, logvar = model.encode(x, y)
+    q = Normal(mu, logvar=logvar)
     z = q.rsample(eps=eps, generator=generator).detach()  # z ~ q, no path back to phi
     log_px = model.log_px(x, z, y)                        # (N,), gradient to theta only
     log_qz = F.sum(q.log_prob(z), axis=-1)                # (N,), gradient to phi
