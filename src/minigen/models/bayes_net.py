@@ -99,7 +99,9 @@ def _cycle(parents, placed):
     while node not in path:  # every unplaced node has an unplaced parent: walk up until we repeat
         path.append(node)
         node = next(p for p in parents[node] if p not in placed)
-    cycle = path[path.index(node):][::-1]
+    cycle = path[path.index(node):][::-1]  # parent -> child order
+    first = min(range(len(cycle)), key=lambda i: list(parents).index(cycle[i]))  # start at the first-listed node
+    cycle = cycle[first:] + cycle[:first]
     return [repr(n) for n in cycle + [cycle[0]]]
 
 
@@ -121,6 +123,12 @@ class BayesianNetwork(Estimator):
         self.parents = parents
         self.cardinality = cardinality
         _topological_order(parents, cardinality)
+
+    def load_state_dict(self, state):
+        """``Estimator.load_state_dict``, with the parent lists (JSON arrays) back as tuples."""
+        super().load_state_dict(state)
+        self.parents = {node: tuple(pa) for node, pa in self.parents.items()}
+        return self
 
     # ---- structure -------------------------------------------------------------------------
     @property
@@ -144,7 +152,7 @@ class BayesianNetwork(Estimator):
         if node not in self.parents:
             raise ValueError(f"unknown node {node!r} (nodes: {', '.join(map(repr, self.nodes))})")
         if self._is_discrete(node) != discrete:
-            kind, other = ("discrete", "set_cpd") if self._is_discrete(node) else ("continuous", "set_cpt")
+            kind, other = ("discrete", "set_cpt") if self._is_discrete(node) else ("continuous", "set_cpd")
             raise ValueError(f"node {node!r} is {kind}; use {other} for it")
 
     # ---- parameters ------------------------------------------------------------------------
