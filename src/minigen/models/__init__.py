@@ -44,3 +44,4 @@ from .language_model import LSTMLanguageModel
 from .nice import NICE
 from .realnvp import RealNVP
 from .ddpm import DDPM
+from .gan import GAN
