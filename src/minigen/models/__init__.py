@@ -44,4 +44,12 @@ from .language_model import LSTMLanguageModel
 from .nice import NICE
 from .realnvp import RealNVP
 from .ddpm import DDPM
+from .sentence_vae import SentenceVAE, kl_annealing
+from .kmeans import KMeans
+from .epll import epll_denoise, epll_objective
+from .bayes_net import BayesianNetwork
+from .markov_chain import MarkovChain
+from .ising import IsingModel
+from .lda import LatentDirichletAllocation
+from .vqvae2 import VQVAE2
 from .gan import GAN
