@@ -105,13 +105,6 @@ def as_input(x, like=None):
     return x
 
 
-def check_batch(x, event_shape, name):
-    """Raise a ValueError naming ``name`` unless ``x`` is (N, *event_shape)."""
-    if event_shape is not None and (x.ndim != len(event_shape) + 1 or x.shape[1:] != tuple(event_shape)):
-        raise ValueError(f"{name}: expected input of shape (N, {', '.join(map(str, event_shape))}), "
-                         f"got shape {x.shape}")
-
-
 class Sequential(Transform):
     """T = T_K o ... o T_1: ``forward`` applies the transforms in the order given (T_1 first) and
     ``inverse`` in reverse order; the log-determinants add (Rezende & Mohamed 2015, Eq. 6)."""
@@ -191,8 +184,9 @@ class Flow(nn.Module):
     and ``sample_with_log_prob`` through ``T.forward`` (the latter works for planar and radial
     flows, which have no closed-form inverse). ``forward(x)`` returns ``log_prob(x)``.
 
-    ``base``: a minigen distribution whose ``batch_shape`` is the shape of one example
-    (default: ``StandardNormal(event_shape)``); ``event_shape`` defaults to the base's
+    ``base``: a minigen distribution whose ``batch_shape`` is the shape of one base draw z
+    (default: ``StandardNormal(event_shape)``); ``event_shape`` (the shape of z; that of x is
+    the same unless the transform reshapes, as ``Squeeze`` does) defaults to the base's
     ``batch_shape`` or to the transform's ``event_shape``.
     """
 
@@ -221,7 +215,6 @@ class Flow(nn.Module):
     def log_prob(self, x):
         """log p_X(x) = log p_Z(T^-1(x)) + log |det dT^-1/dx|, per example (N,), in nats."""
         x = as_input(x, self._like())
-        check_batch(x, self.event_shape, f"{type(self).__name__}.log_prob")
         try:
             z, log_det = self.transform.inverse(x)
         except NotImplementedError as e:

@@ -51,7 +51,8 @@ class Logit(Transform):
         forward:  x = (sigmoid(z) - alpha) / (1 - 2 alpha)
                   log |det dx/dz| = sum [log sigmoid(z) + log sigmoid(-z) - log(1 - 2 alpha)]
 
-    ``alpha`` in [0, 1/2) keeps p away from 0 and 1 (RealNVP uses 0.05). No parameters.
+    ``alpha`` in [0, 1/2) keeps p away from 0 and 1 (RealNVP uses 0.05); ``inverse`` accepts the
+    image of ``forward``, x in (-alpha, 1 - alpha) / (1 - 2 alpha), a little wider than [0, 1]. No parameters.
     """
 
     def __init__(self, alpha=0.05):
@@ -67,11 +68,13 @@ class Logit(Transform):
         return x, sum_except_batch(log_det)
 
     def inverse(self, x):
-        xp = backend.get_array_module(x.data)
-        if x.size and not bool(xp.all((x.data >= 0) & (x.data <= 1))):
-            raise ValueError(f"Logit.inverse: x must lie in [0, 1] (pixels scaled to [0, 1]), got "
-                             f"values in [{float(x.data.min()):.4g}, {float(x.data.max()):.4g}]")
         p = self.alpha + (1 - 2 * self.alpha) * x
+        xp = backend.get_array_module(p.data)
+        if p.size and not bool(xp.all((p.data > 0) & (p.data < 1))):
+            low, high = -self.alpha / (1 - 2 * self.alpha), (1 - self.alpha) / (1 - 2 * self.alpha)
+            raise ValueError(f"Logit.inverse: x must lie in ({low:.4g}, {high:.4g}) for alpha={self.alpha} "
+                             f"(pixels scaled to [0, 1]; dequantised if alpha=0), got values in "
+                             f"[{float(x.data.min()):.4g}, {float(x.data.max()):.4g}]")
         log_p, log_1mp = F.log(p), F.log(1 - p)
         return log_p - log_1mp, sum_except_batch(self.log_range - log_p - log_1mp)
 

@@ -118,7 +118,17 @@ class MAF(_Autoregressive):
     data to noise) is one parallel pass, ``forward`` (sampling) dim sequential passes::
 
         z_i = (x_i - mu_i(x_<i)) exp(-alpha_i(x_<i)),    log |det dz/dx| = -sum_i alpha_i
+
+    Where minigen departs from the paper: alpha = A tanh(alpha_raw / A) with A = ``MAX_LOG_SCALE``
+    (5), a soft clamp: with an unbounded alpha of -40, x_i = z_i exp(alpha_i) + mu_i rounds z_i
+    away and the inverse no longer recovers it (the same reason couplings bound their scale).
     """
+
+    MAX_LOG_SCALE = 5.0
+
+    def _params(self, x, context):
+        mu, alpha_raw = super()._params(x, context)
+        return mu, self.MAX_LOG_SCALE * F.tanh(alpha_raw / self.MAX_LOG_SCALE)
 
     def inverse(self, x, context=None):
         mu, alpha = self._params(x, context)
