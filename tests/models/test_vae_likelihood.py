@@ -4,6 +4,8 @@ KL(q || posterior) for every likelihood (Bernoulli; Gaussian with a fixed, per-p
 variance), the IWAE bound L_k grows with k on average, and log_likelihood approaches log p(x)
 (Burda et al. 2016, Theorem 1); the fixed-variance Gaussian decoder's -log p(x|z) is half the
 squared error plus (D/2) log 2 pi."""
+import functools
+
 import numpy as np
 import pytest
 
@@ -41,8 +43,9 @@ def bars(n, input_dim=6, seed=0):
     return (x ^ (rng.random(x.shape) < 0.1)).astype(np.float64)
 
 
+@functools.lru_cache(maxsize=None)  # shared with test_vae_estimators; no test changes the model
 def fitted_vae(latent_dim, seed=0, steps=300):
-    """A float64 VAE trained on ``bars`` for a few hundred Adam steps (a fraction of a second)."""
+    """A float64 VAE trained on ``bars`` for a few hundred Adam steps (about a second)."""
     minigen.manual_seed(seed)
     rng = np.random.default_rng(seed)
     x = XP.asarray(bars(2000, seed=seed))
