@@ -23,6 +23,7 @@ def log_evidence(X, prior_std):
     return sum(multivariate_normal(np.zeros(n), cov).logpdf(x) for x in X.T)
 
 
+@pytest.mark.filterwarnings("ignore::minigen.models.estimator.ConvergenceWarning")
 @given(seed=st.integers(0, 2**16), sizes=st.lists(st.integers(1, 40), min_size=1, max_size=4),
        n_features=st.integers(1, 3), n_components=st.integers(1, 4),
        prior_std=st.floats(0.1, 20.0))
@@ -31,12 +32,12 @@ def test_elbo_never_decreases(seed, sizes, n_features, n_components, prior_std):
     n_components = min(n_components, len(X))
     model = GaussianMixtureCAVI(n_components, prior_std=prior_std, max_iter=40, tol=0.0,
                                 random_state=seed).fit(on_device(X))
-    elbo = np.array(model.elbo_history_)
-    # the ELBO sums O(N D) terms of order one and can itself be near 0: rounding scales with N D
-    scale = np.maximum(np.abs(elbo[:-1]), X.size)
+    elbo = np.array(model.elbo_history_)  # per sample, the start first
+    # the ELBO per sample sums O(D) terms of order one and can itself be near 0: scale at least D
+    scale = np.maximum(np.abs(elbo[:-1]), n_features)
     assert np.all(np.diff(elbo) >= -1e-10 * scale), np.diff(elbo).min()
     np.testing.assert_allclose(to_host(model.phi_).sum(axis=1), 1.0, rtol=1e-12)
-    assert model.lower_bound_ == elbo[-1] and len(elbo) == model.n_iter_
+    assert model.lower_bound_ == elbo[-1] and len(elbo) == model.n_iter_ + 1
 
 
 @pytest.mark.parametrize("n_features", [1, 2])
@@ -44,7 +45,7 @@ def test_elbo_equals_the_log_evidence_with_one_component(n_features):
     # with K = 1, q(c) is exact and q(mu) is the exact Gaussian posterior: the bound is tight
     X, _ = mixture(0, [30], n_features)
     model = GaussianMixtureCAVI(1, prior_std=3.0, random_state=0).fit(on_device(X))
-    assert model.lower_bound_ == pytest.approx(log_evidence(X, 3.0), rel=1e-10)
+    assert model.lower_bound_ * len(X) == pytest.approx(log_evidence(X, 3.0), rel=1e-10)
     posterior_precision = 1 / 9 + len(X)
     np.testing.assert_allclose(to_host(model.m_[0]), X.sum(axis=0) / posterior_precision)
     assert float(model.s2_[0]) == pytest.approx(1 / posterior_precision)
@@ -57,7 +58,25 @@ def test_elbo_equals_log_joint_of_separated_clusters():
     X1, X2 = rng.normal(size=(20, 2)) + 30, rng.normal(size=(25, 2)) - 30
     model = GaussianMixtureCAVI(2, prior_std=30.0, random_state=0).fit(on_device(np.vstack([X1, X2])))
     expected = log_evidence(X1, 30.0) + log_evidence(X2, 30.0) + 45 * np.log(0.5)
-    assert model.lower_bound_ == pytest.approx(expected, rel=1e-10)
+    assert model.lower_bound_ * 45 == pytest.approx(expected, rel=1e-10)
+
+
+def test_score_samples_bounds_the_posterior_predictive_and_sample_follows_it():
+    # K = 1: q(mu) = N(m, s2 I) is the exact posterior, so the posterior predictive is
+    # N(x | m, (1 + s2) I) and E_q[log N(x | mu, I)] = log N(x | m, I) - D s2 / 2 is below it
+    X, _ = mixture(3, [40], 2)
+    model = GaussianMixtureCAVI(1, prior_std=2.0, random_state=0).fit(on_device(X))
+    m, s2 = to_host(model.m_[0]), float(model.s2_[0])
+    X_new = np.random.default_rng(4).normal(size=(30, 2)) * 3
+    bound = to_host(model.score_samples(X_new))
+    np.testing.assert_allclose(bound, multivariate_normal(m, np.eye(2)).logpdf(X_new) - s2, rtol=1e-10)
+    assert np.all(bound < multivariate_normal(m, (1 + s2) * np.eye(2)).logpdf(X_new))
+    assert model.score(X_new) == pytest.approx(bound.mean())
+    S, labels = map(to_host, model.sample(20000, random_state=0))
+    assert S.shape == (20000, 2) and np.all(labels == 0)
+    # one draw of mu ~ q(mu) per call, then x ~ N(mu, I): the mean is within ~5 sqrt(s2) of m
+    assert np.abs(S.mean(axis=0) - m).max() < 5 * np.sqrt(s2) + 0.05
+    np.testing.assert_allclose(np.cov(S.T), np.eye(2), atol=0.05)
 
 
 def test_recovers_separated_means():
