@@ -37,9 +37,12 @@ def save_panels(panels, path, title, ncol=10):
     plt = import_pyplot(path)
     if plt is None:
         return
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 4.6), squeeze=False)
-    for ax, (name, images) in zip(axes[0], panels):
-        _show(ax, tile(images, ncol))
+    grids = [tile(images, ncol) for _, images in panels]
+    aspect = max(g.shape[0] / g.shape[1] for g in grids)
+    fig, axes = plt.subplots(1, len(panels), figsize=(max(4.2 * len(panels), 5), 4.2 * aspect + 0.9),
+                             squeeze=False)
+    for ax, (name, _), grid in zip(axes[0], panels, grids):
+        _show(ax, grid)
         ax.set_title(name, fontsize=10)
     fig.suptitle(title, fontsize=11)
     save_figure(fig, path)

@@ -2,15 +2,21 @@
 
     python examples/vqvae.py                         # bundled 8x8 digits (4x4 codes), 1-2 minutes on 2 cores
     python examples/vqvae.py --ema                   # codebook by exponential moving averages
-    python examples/vqvae.py --dataset mnist --data-dir /path/to/mnist --train-size 10000   # 7x7 codes
+    python examples/vqvae.py --dataset mnist --data-dir /path/to/mnist --n-train 10000   # 7x7 codes
 
-Stage 1 trains encoder, codebook and decoder on grey-level images (Bernoulli decoder on
-intensities in [0, 1]); codes unused over an epoch are restarted at encoder outputs, and the
-epoch's codebook usage and perplexity are printed. Stage 2 fits a PixelCNN with n_values = K to the
-code grids of the training images. Writes to --out: reconstructions.png (rows of test images above
-their reconstructions), samples.png (prior samples decoded) and codes.png (each code tiled over
-the whole grid, decoded).
+Stage 1 trains encoder, codebook and decoder on grey-level images (a Bernoulli cross-entropy on
+intensities in [0, 1]: a distortion in nats, not -log p(x | z) for grey pixels, see
+minigen.models.vqvae); codes unused over an epoch are restarted at encoder outputs. Codebook use is
+counted over each whole epoch (a batch sees too few latents): perplexity exp(H(code frequencies))
+is K when all codes are used equally and 1 at codebook collapse. Stage 2 fits a PixelCNN with
+n_values = K to the code grids of the training images; its test NLL (nats per code grid) is
+printed beside the uniform prior's. Writes to --out:
+  codebook_usage.png   perplexity and number of codes used per epoch, and the loss parts
+  reconstructions.png  test images (row "data") above their reconstructions
+  samples.png          test images beside prior samples, decoded
+  codes.png            each code tiled over the whole grid, decoded (what each code draws)
 """
+import os
 import time
 
 import numpy as np
@@ -20,8 +26,11 @@ from minigen import backend
 from minigen.data import DataLoader
 from minigen.models import VQVAE, PixelCNN
 from minigen.optim import Adam
+from minigen.utils import progress
 
-from common import example_parser, is_report_epoch, load_images, parse_args, save_grid, train_epoch
+from common import (example_parser, import_pyplot, load_images, nonnegative_float, parse_args,
+                    positive_float, positive_int, save_figure, train_epoch)
+from image_figures import save_labelled_rows, save_panels
 
 
 def in_batches(fn, x, batch_size=500):
@@ -31,11 +40,14 @@ def in_batches(fn, x, batch_size=500):
 
 
 def train_vqvae(model, train, args):
+    """Train; returns per-epoch rows (epoch, total, reconstruction, codebook, commitment,
+    codes used, perplexity, restarted), counted over the whole epoch."""
     opt = Adam(model.parameters(), lr=args.lr)
     loader = DataLoader(train, batch_size=args.batch_size, shuffle=True, seed=args.seed, device=args.device)
-    vq = model.quantizer
-    for epoch in range(1, args.epochs + 1):
-        tic, sums = time.perf_counter(), np.zeros(4)
+    vq, history = model.quantizer, []
+    bar = progress(range(1, args.epochs + 1), desc="VQ-VAE")
+    for epoch in bar:
+        sums = np.zeros(4)
         vq.reset_usage()
         for x in loader:
             opt.zero_grad()
@@ -46,40 +58,63 @@ def train_vqvae(model, train, args):
         used, perplexity = int((vq.usage > 0).sum()), vq.perplexity()
         with minigen.no_grad():
             restarted = vq.restart_dead_codes(model.encoder(minigen.tensor(x)), random_state=epoch)
-        if is_report_epoch(epoch, args.epochs):
-            total, recon, codebook, commitment = sums / len(train)
-            print(f"epoch {epoch:3d}: loss {total:7.2f} = reconstruction {recon:7.2f} + codebook "
-                  f"{codebook:.3f} + commitment {commitment:.3f}; codes used {used}/{vq.num_embeddings}, "
-                  f"perplexity {perplexity:5.2f}, restarted {restarted}  ({time.perf_counter() - tic:.1f} s)")
+        history.append((epoch, *(sums / len(train)), used, perplexity, restarted))
+        bar.set_postfix(loss=history[-1][1], perplexity=perplexity, used=used)
+    return history
+
+
+def plot_usage(history, K, path, title):
+    plt = import_pyplot(path)
+    if plt is None:
+        return
+    h = np.array(history)
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
+    ax1.plot(h[:, 0], h[:, 6], "o-", ms=3, label="perplexity exp(H) of the epoch's code frequencies")
+    ax1.plot(h[:, 0], h[:, 5], "s-", ms=3, label="codes used at least once in the epoch")
+    ax1.bar(h[:, 0], h[:, 7], color="tab:red", alpha=0.4, label="dead codes restarted after the epoch")
+    ax1.axhline(K, color="grey", ls="--", lw=1, label=f"codebook size K = {K}")
+    ax1.set_xlabel("epoch")
+    ax1.set_ylabel("number of codes")
+    ax1.set_ylim(0, K * 1.1)
+    ax1.set_title("codebook usage per epoch")
+    ax1.legend(fontsize=7, loc="lower right")
+    ax2.plot(h[:, 0], h[:, 2], "o-", ms=3, label="reconstruction (Bernoulli cross-entropy)")
+    ax2.plot(h[:, 0], h[:, 3] + h[:, 4], "s-", ms=3, label="codebook + commitment")
+    ax2.set_xlabel("epoch")
+    ax2.set_ylabel("nats / squared units per image")
+    ax2.set_yscale("log")
+    ax2.set_title("training loss parts (epoch means)")
+    ax2.legend(fontsize=7)
+    fig.suptitle(title, fontsize=11)
+    save_figure(fig, path)
 
 
 def train_prior(prior, codes, args):
     opt = Adam(prior.parameters(), lr=args.lr)
     loader = DataLoader(codes, batch_size=args.batch_size, shuffle=True, seed=args.seed, device=args.device)
-    for epoch in range(1, args.prior_epochs + 1):
-        loss = train_epoch(loader, opt, prior.loss)
-        if is_report_epoch(epoch, args.prior_epochs, n_reports=5):
-            print(f"prior epoch {epoch:3d}: NLL of the code grids {loss:.2f} nats")
+    bar = progress(range(1, args.prior_epochs + 1), desc="PixelCNN prior")
+    for epoch in bar:
+        bar.set_postfix(nll=train_epoch(loader, opt, prior.loss))
 
 
 def main():
     parser = example_parser(__doc__)
-    parser.add_argument("--train-size", type=int, default=None, help="use only the first N training images")
-    parser.add_argument("--epochs", type=int, default=30, help="VQ-VAE epochs")
-    parser.add_argument("--prior-epochs", type=int, default=30)
-    parser.add_argument("--hidden", type=int, default=32)
-    parser.add_argument("--codes", type=int, default=32, help="codebook size K")
-    parser.add_argument("--dim", type=int, default=8, help="code dimension D")
-    parser.add_argument("--beta", type=float, default=0.25)
+    parser.add_argument("--n-train", type=positive_int, default=None,
+                        help="use only the first N training images")
+    parser.add_argument("--epochs", type=positive_int, default=30, help="VQ-VAE epochs")
+    parser.add_argument("--prior-epochs", type=positive_int, default=30)
+    parser.add_argument("--hidden", type=positive_int, default=32, help="hidden channels (even)")
+    parser.add_argument("--codes", type=positive_int, default=32, help="codebook size K (>= 2)")
+    parser.add_argument("--dim", type=positive_int, default=8, help="code dimension D")
+    parser.add_argument("--beta", type=nonnegative_float, default=0.25, help="commitment weight")
     parser.add_argument("--ema", action="store_true", help="EMA codebook updates")
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--batch-size", type=positive_int, default=64)
+    parser.add_argument("--lr", type=positive_float, default=2e-3)
     args = parse_args(parser, "vqvae")
 
     minigen.manual_seed(args.seed)
     train, _, test, _ = load_images(args)
-    if args.train_size:
-        train = train[:args.train_size]
+    train = train[:args.n_train]
     _, _, H, W = train.shape
     n_downsample = 1 if H == 8 else 2  # 8x8 -> 4x4 codes, 28x28 -> 7x7
     model = VQVAE(hidden_channels=args.hidden, num_embeddings=args.codes, embedding_dim=args.dim,
@@ -89,19 +124,25 @@ def main():
           f"codes from K={args.codes} (D={args.dim}, {'EMA' if args.ema else 'codebook loss'})")
 
     start = time.perf_counter()
-    train_vqvae(model, train, args)
-    print(f"VQ-VAE: {args.epochs} epochs in {time.perf_counter() - start:.1f} s")
+    history = train_vqvae(model, train, args)
+    last = history[-1]
+    print(f"VQ-VAE: {args.epochs} epochs in {time.perf_counter() - start:.1f} s; last epoch: loss "
+          f"{last[1]:.2f} = reconstruction {last[2]:.2f} + codebook {last[3]:.3f} + commitment "
+          f"{last[4]:.3f}; codes used {last[5]}/{args.codes}, perplexity {last[6]:.2f}")
+    plot_usage(history, args.codes, os.path.join(args.out, "codebook_usage.png"),
+               f"VQ-VAE on {args.dataset} ({'EMA' if args.ema else 'codebook loss'}, K={args.codes}, "
+               f"{grid[0]}x{grid[1]} codes)")
     test_d = backend.to_device(test, args.device)
     with minigen.no_grad():
         recon = np.mean([model.loss(test_d[b:b + 500]).reconstruction.item() for b in range(0, len(test), 500)])
     test_codes = in_batches(model.encode, test_d)
     counts = np.bincount(backend.to_numpy(test_codes).reshape(-1), minlength=args.codes)
     p = counts[counts > 0] / counts.sum()
-    print(f"test: reconstruction -log p(x|z_q) {recon:.2f} nats per image; codes used {int((counts > 0).sum())}"
-          f"/{args.codes}, perplexity {np.exp(-(p * np.log(p)).sum()):.2f}")
+    print(f"test: reconstruction cross-entropy {recon:.2f} nats per image; codes used "
+          f"{int((counts > 0).sum())}/{args.codes}, perplexity {np.exp(-(p * np.log(p)).sum()):.2f}")
 
     codes = in_batches(model.encode, backend.to_device(train, args.device))[:, None]
-    prior = PixelCNN(n_values=args.codes, hidden_channels=args.hidden, n_layers=4,
+    prior = PixelCNN(n_values=args.codes, hidden_channels=args.hidden + args.hidden % 2, n_layers=4,
                      kernel_size=3 if grid[0] <= 4 else 5).to(args.device)
     start = time.perf_counter()
     train_prior(prior, codes, args)
@@ -110,12 +151,18 @@ def main():
     print(f"prior: {args.prior_epochs} epochs in {time.perf_counter() - start:.1f} s; test code grids "
           f"{prior_nll:.2f} nats (uniform prior: {grid[0] * grid[1] * np.log(args.codes):.2f})")
 
-    rows = test_d[:10]
-    pairs = backend.get_array_module(rows).concatenate([rows, model.reconstruct(rows).data])
-    save_grid(pairs, args.out, "reconstructions.png", nrow=10)
-    save_grid(model.generate(prior, 100, grid, random_state=args.seed), args.out, "samples.png", nrow=10)
+    rows = test_d[:12]
+    save_labelled_rows([("data", rows), ("reconstruction", model.reconstruct(rows).data)],
+                       os.path.join(args.out, "reconstructions.png"),
+                       f"VQ-VAE: test images and their reconstructions through {grid[0]}x{grid[1]} "
+                       f"codes (K={args.codes}); cross-entropy {recon:.1f} nats")
+    samples = model.sample(100, prior, grid, generator=args.seed)
+    save_panels([("test images (data)", test_d[:100]), ("two-stage samples: codes ~ PixelCNN, decoded", samples)],
+                os.path.join(args.out, "samples.png"),
+                f"VQ-VAE + PixelCNN prior on {args.dataset}: data beside samples (Bernoulli means)")
     code_images = model.decode_codes(np.arange(args.codes).reshape(-1, 1, 1).repeat(grid[0], 1).repeat(grid[1], 2))
-    save_grid(code_images, args.out, "codes.png", nrow=8, note=" (each code repeated over the whole grid, decoded)")
+    save_panels([(f"codes 0..{args.codes - 1}, row by row", code_images)], os.path.join(args.out, "codes.png"),
+                "each code repeated over the whole grid, decoded", ncol=8)
 
 
 if __name__ == "__main__":
