@@ -116,7 +116,8 @@ class RBM(Estimator):
         X = check_array(X, name, like=self.components_)
         if X.shape[1] != n_units:
             raise ValueError(f"{name} must have shape (n_samples, {n_units}), got shape {X.shape}")
-        return _check_values(X.astype(self.components_.dtype, copy=False), name, values)
+        X = backend.get_array_module(self.components_).asarray(X, dtype=self.components_.dtype)
+        return _check_values(X, name, values)
 
     # ---- energies and conditionals ----------------------------------------------------------
     def energy(self, v, h):
