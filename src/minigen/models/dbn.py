@@ -123,17 +123,16 @@ class DBN(Estimator):
         top = self.rbms_[-1]
         if len(self.rbms_) == 1:
             return top.score_samples(v)
-        total = 0
-        for _ in range(n_samples):
-            below, bound = v, 0
-            for rbm in self.rbms_[:-1]:
-                a_up = rbm.intercept_hidden_ + below @ rbm.components_.T     # logits of q(h | below)
-                h = bernoulli(sigmoid(a_up), rng)
-                a_down = rbm.intercept_visible_ + h @ rbm.components_         # logits of p(below | h)
-                bound = bound + _log_bernoulli(below, a_down) - _log_bernoulli(h, a_up)
-                below = h
-            total = total + bound + top.score_samples(below)
-        return total / n_samples
+        below = xp.concatenate([v] * n_samples)  # n_samples up-pass paths per row, all at once
+        bound = 0
+        for rbm in self.rbms_[:-1]:
+            a_up = rbm.intercept_hidden_ + below @ rbm.components_.T      # logits of q(h | below)
+            h = bernoulli(sigmoid(a_up), rng)
+            a_down = rbm.intercept_visible_ + h @ rbm.components_          # logits of p(below | h)
+            bound = bound + _log_bernoulli(below, a_down) - _log_bernoulli(h, a_up)
+            below = h
+        bound = bound + top.score_samples(below)
+        return bound.reshape(n_samples, v.shape[0]).mean(axis=0)
 
     def sample(self, n_samples=1, random_state=None, n_gibbs=None, return_probabilities=False):
         """(n_samples, D): ``n_gibbs`` (default: the setting) Gibbs steps in the top RBM, then the
