@@ -27,7 +27,7 @@ def _iaf_with_context():
     return WithContext(flows.IAF(3, (8,), context_dim=2), ctx)
 
 
-V, I = (3,), (2, 4, 4)  # a vector example and an image example
+V, I = (3,), (2, 2, 4)  # a vector example and an image example
 CB = flows.checkerboard_mask
 # name -> (factory, example shape, has an inverse)
 CASES = {
