@@ -10,6 +10,7 @@ from .ops.conv import *  # noqa: F401,F403
 from .ops.pool import *  # noqa: F401,F403
 from .ops.norm import *  # noqa: F401,F403
 from .ops.nn_misc import *  # noqa: F401,F403
+from .ops.special import *  # noqa: F401,F403
 from .ops.group_norm import *  # noqa: F401,F403
 from .ops.silu import *  # noqa: F401,F403
 from .ops.timestep_embedding import *  # noqa: F401,F403
