@@ -1,14 +1,15 @@
 """PixelCNN on MNIST: test NLL after a short training run, time per epoch, and sampling speed.
 
     python benchmarks/bench_pixelcnn.py --data-dir /work/shared/data/mnist      # ~10 minutes on 2 cores
-    python benchmarks/bench_pixelcnn.py --skip-training                          # sampling speed only
+    python benchmarks/bench_pixelcnn.py --skip-training                          # sampling speed and memory
+    python benchmarks/bench_pixelcnn.py --skip-training --skip-sampling          # peak memory only
 
 On a machine whose cores are shared with other jobs, run with OPENBLAS_NUM_THREADS=1: the
 sampler's small GEMMs, split over two BLAS threads while the other core is busy, ran up to 20x
 slower here (0.29 instead of 6.3 samples/s for PixelCNN at a load average of 2.5).
 
 Quality. A PixelCNN (7x7 mask A + residual blocks of 3x3 mask B) is trained on the first
---train-size MNIST training images, dynamically binarised (a fresh Bernoulli draw per epoch), for
+--n-train MNIST training images, dynamically binarised (a fresh Bernoulli draw per epoch), for
 --epochs epochs with Adam; its exact test NLL is computed on all 10,000 test images, binarised once
 with a fixed seed. Reference: van den Oord et al. (2016, "Pixel Recurrent Neural Networks",
 Table 4) report 81.30 nats for PixelCNN on (statically) binarised MNIST, with a far larger model
@@ -18,11 +19,17 @@ Speed. Samples per second for 28x28 binary images from PixelCNN and GatedPixelCN
 depth), with the windowed sampler (the network runs on the crop that the current pixel's
 receptive field covers) beside the naive sampler that reruns the network on the whole image for
 each of the 784 pixels, in the same run (medians of --repeats runs; the naive one once).
+
+Memory. Peak memory (tracemalloc: NumPy registers its allocations with it) of PixelCNN.log_prob on
+--memory-batch random 28x28 binary images, recording the graph (as training does: everything
+backward needs stays alive until backward) beside the same call under no_grad (what an evaluation
+needs), and of bits_per_dim, an evaluation helper that records no graph.
 """
 import argparse
 import math
 import os
 import time
+import tracemalloc
 
 import numpy as np
 
@@ -41,7 +48,7 @@ def make(cls, args):
 
 
 def train_and_evaluate(model, args):
-    train = load_mnist(args.data_dir, "train")[0][:args.train_size]
+    train = load_mnist(args.data_dir, "train")[0][:args.n_train]
     test = binarize_dynamic(load_mnist(args.data_dir, "test")[0], generator=args.seed + 1)
     opt = Adam(model.parameters(), lr=args.lr)
     loader = DataLoader(train, batch_size=args.batch_size, shuffle=True, seed=args.seed,
@@ -73,10 +80,10 @@ def time_sampling(model, args):
     windowed = []
     for r in range(args.repeats):
         tic = time.perf_counter()
-        a = model.sample(args.n_samples, (28, 28), random_state=r)
+        a = model.sample(args.n_samples, (28, 28), generator=r)
         windowed.append(time.perf_counter() - tic)
     tic = time.perf_counter()
-    b = model.sample(args.n_samples, (28, 28), random_state=args.repeats - 1, window=False)
+    b = model.sample(args.n_samples, (28, 28), generator=args.repeats - 1, window=False)
     naive = time.perf_counter() - tic
     fast = float(np.median(windowed))
     same = bool((a.numpy() == b.numpy()).all())
@@ -86,11 +93,40 @@ def time_sampling(model, args):
           f"{naive / fast:.1f}x; same samples for the same seed: {same}")
 
 
+def peak_memory(fn):
+    """(peak bytes allocated while fn() runs and its result is alive, result), by tracemalloc."""
+    tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        result = fn()
+        return tracemalloc.get_traced_memory()[1], result
+    finally:
+        tracemalloc.stop()
+
+
+def measure_memory(args):
+    model = make(PixelCNN, args)
+    x = np.random.default_rng(args.seed).integers(0, 2, (args.memory_batch, 1, 28, 28))
+    gib = 2 ** 30
+    recorded, lp = peak_memory(lambda: model.log_prob(x))
+    del lp  # frees the graph before the next measurement
+    with minigen.no_grad():
+        unrecorded, _ = peak_memory(lambda: model.log_prob(x))
+    bpd, out = peak_memory(lambda: model.bits_per_dim(x))
+    print(f"peak memory of log_prob on {args.memory_batch} 28x28 images (hidden {args.hidden}, "
+          f"{args.layers} layers, first kernel {args.kernel_size}; tracemalloc):")
+    print(f"  recording the graph: {recorded / gib:.3f} GiB;  under no_grad: {unrecorded / gib:.3f} GiB "
+          f"(ratio {recorded / unrecorded:.1f}x);  bits_per_dim (records no graph: "
+          f"{not out.requires_grad}): {bpd / gib:.3f} GiB")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-dir", default=None, help="folder with the MNIST IDX files")
     parser.add_argument("--skip-training", action="store_true")
-    parser.add_argument("--train-size", type=int, default=60000)
+    parser.add_argument("--skip-sampling", action="store_true")
+    parser.add_argument("--n-train", type=int, default=60000)
+    parser.add_argument("--memory-batch", type=int, default=256, help="images for the memory measurement")
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--hidden", type=int, default=32)
     parser.add_argument("--layers", type=int, default=5)
@@ -114,10 +150,12 @@ def main():
         start = time.perf_counter()
         train_and_evaluate(pixelcnn, args)
         print(f"  (training and evaluation took {(time.perf_counter() - start) / 60:.1f} min)")
-    print(f"sampling 28x28 binary images, hidden {args.hidden}, {args.layers} layers, first kernel "
-          f"{args.kernel_size}:")
-    for model in (pixelcnn, make(GatedPixelCNN, args)):
-        time_sampling(model, args)
+    if not args.skip_sampling:
+        print(f"sampling 28x28 binary images, hidden {args.hidden}, {args.layers} layers, first "
+              f"kernel {args.kernel_size}:")
+        for model in (pixelcnn, make(GatedPixelCNN, args)):
+            time_sampling(model, args)
+    measure_memory(args)
     print(f"load average (1 min) at the end: {os.getloadavg()[0]:.2f}")
 
 
