@@ -165,19 +165,28 @@ def test_restart_dead_codes_moves_them_to_encoder_outputs(ema):
     assert vq.usage[2] > 0 and vq.usage[3] > 0
 
 
-def test_bad_input_is_rejected():
-    vq = make_vq(4, 3)
-    with pytest.raises(ValueError, match=r"\(N, 3, \*spatial\)"):
-        vq(minigen.tensor(np.zeros((2, 2, 4, 4))))
-    with pytest.raises(ValueError, match=r"\[0, 4\)"):
-        vq.lookup(np.array([[0, 4]]))
-    with pytest.raises(ValueError, match=r"\[0, 4\)"):
-        vq.lookup(np.array([[-1, 0]]))
-    with pytest.raises(TypeError, match="integer"):
-        vq.lookup(np.array([[0.5, 1.0]]))
-    with pytest.raises(ValueError, match="shape"):
-        vq(minigen.tensor(np.zeros((2, 3, 4))), codes=np.zeros((2, 3), dtype=int))
-    with pytest.raises(ValueError, match="num_embeddings"):
-        VectorQuantizer(0, 3)
-    with pytest.raises(ValueError, match="decay"):
-        VectorQuantizer(4, 3, ema=True, decay=1.0)
+BAD_INPUT = [  # (name, call(vq), exception, message pattern); vq has K = 4, D = 3
+    ("wrong embedding axis", lambda vq: vq(minigen.tensor(np.zeros((2, 2, 4, 4)))), ValueError,
+     r"\(N, 3, \*spatial\)"),
+    ("integer z_e", lambda vq: vq(np.zeros((2, 3, 2), dtype=int)), TypeError, "floats"),
+    ("NaN in z_e", lambda vq: vq(minigen.tensor(np.full((2, 3), np.nan))), ValueError, "finite"),
+    ("z_e a list", lambda vq: vq([[0.0, 0.0, 0.0]]), TypeError, "Tensor or an array"),
+    ("code too large", lambda vq: vq.lookup(np.array([[0, 4]])), ValueError, r"\[0, 4\)"),
+    ("negative code", lambda vq: vq.lookup(np.array([[-1, 0]])), ValueError, r"\[0, 4\)"),
+    ("fractional code", lambda vq: vq.lookup(np.array([[0.5, 1.0]])), TypeError, "integer"),
+    ("scalar code", lambda vq: vq.lookup(np.array(1)), ValueError, "scalar"),
+    ("fixed codes of the wrong shape", lambda vq: vq(minigen.tensor(np.zeros((2, 3, 4))),
+                                                     codes=np.zeros((2, 3), dtype=int)), ValueError, "shape"),
+    ("num_embeddings 0", lambda vq: VectorQuantizer(0, 3), ValueError, "num_embeddings"),
+    ("embedding_dim 0", lambda vq: VectorQuantizer(4, 0), ValueError, "embedding_dim"),
+    ("negative beta", lambda vq: VectorQuantizer(4, 3, beta=-0.1), ValueError, "beta"),
+    ("decay 1", lambda vq: VectorQuantizer(4, 3, ema=True, decay=1.0), ValueError, "decay"),
+    ("perplexity before counting", lambda vq: vq.perplexity(), ValueError, "reset_usage"),
+]
+
+
+@pytest.mark.parametrize("call, error, match", [row[1:] for row in BAD_INPUT],
+                         ids=[row[0] for row in BAD_INPUT])
+def test_bad_input_is_rejected(call, error, match):
+    with pytest.raises(error, match=match):
+        call(make_vq(4, 3))

@@ -114,6 +114,9 @@ class VectorQuantizer(Module):
         if z_e.ndim < 2 or z_e.shape[1] != self.embedding_dim:
             raise ValueError(f"z_e must have shape (N, {self.embedding_dim}, *spatial) with the "
                              f"embedding dimension on axis 1, got shape {z_e.shape}")
+        if not bool(get_array_module(z_e.data).isfinite(z_e.data).all()):
+            raise ValueError("z_e must hold finite values (the nearest code of NaN is meaningless), "
+                             "got NaN or infinite entries")
         return z_e
 
     def distances(self, z):
