@@ -9,9 +9,9 @@ the i-th of all overlapping patches. EPLL restoration minimises
 
 Two solvers:
 - "gradient" (deck 001): gradient descent on f, the gradient by minigen's autograd through
-  ``epll_objective``; step 1/L with L = lambda + p^2 max_k lambda_max(Sigma_k^-1), an upper bound
-  on f's curvature (the Hessian of -log of a Gaussian mixture is at most sum_k r_k Sigma_k^-1),
-  so every step lowers f.
+  ``epll_objective``; step 1/L with L = lambda + max_count max_k lambda_max(Sigma_k^-1), an upper bound
+  on f's curvature (the Hessian of -log of a Gaussian mixture is at most sum_k r_k Sigma_k^-1,
+  and a pixel lies in at most p^2 patches: max_count of them), so every step lowers f.
 - "hqs" (Zoran & Weiss 2011, half-quadratic splitting): auxiliary patches z_i and the penalty
   beta/2 ||P_i x - z_i||^2, alternating for increasing beta (default beta = [1, 4, 8, 16, 32] /
   sigma^2, the paper's schedule):
@@ -91,7 +91,11 @@ def _check_inputs(noisy, prior, noise_std, name="noisy"):
     p = math.isqrt(D)
     if p * p != D:
         raise ValueError(f"prior must model square p x p patches, but it has {D} features")
-    ndim = numpy.ndim(noisy) if getattr(noisy, "ndim", None) is None else noisy.ndim
+    try:
+        ndim = numpy.ndim(noisy)  # an array's own ndim; a nested list's depth
+    except ValueError:
+        raise ValueError(f"{name} must be an (H, W) image or (N, H, W) images; got a ragged nested "
+                         f"list whose rows have different lengths") from None
     if ndim not in (2, 3):
         raise ValueError(f"{name} must be an (H, W) image or (N, H, W) images, got {ndim} dimensions")
     images = check_array(noisy, name, ndim=ndim, like=prior.means_).astype(prior.means_.dtype)
@@ -166,7 +170,8 @@ def epll_denoise(noisy, prior, noise_std, patch_size=8, solver="hqs", betas=(1, 
     if solver == "gradient":
         n_iter = check_int(n_iter, "n_iter", minimum=1)
         max_precision = float(1 / xp.linalg.eigvalsh(covariances).min())
-        step = 1 / (lam + p * p * max_precision)
+        max_count = float(sum_patches(xp.ones_like(extract_patches(y, p)), y.shape, p).max())
+        step = 1 / (lam + max_count * max_precision)
         terms = _prior_terms(prior)
         x = y
         for _ in range(n_iter):
