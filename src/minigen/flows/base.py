@@ -65,11 +65,11 @@ def dequantize(x, n_levels=256, generator=None):
         k, dtype = data, numpy.dtype("float32")
         top = n_levels - 1
     else:
-        k, dtype, top = xp.rint(data * (n_levels - 1)), data.dtype, 1.0
+        k, dtype, top = xp.rint(data * (n_levels - 1)), data.dtype, 1
     if data.size and (float(data.min()) < 0 or float(data.max()) > top or
                       not bool(xp.isfinite(data).all())):
         raise ValueError(f"dequantize: x must hold levels in [0, {top}] "
-                         f"({'integers' if top != 1.0 else 'floats k / ' + str(n_levels - 1)}), "
+                         f"({'integers' if top != 1 else 'floats k / ' + str(n_levels - 1)}), "
                          f"got values in [{float(data.min()):.4g}, {float(data.max()):.4g}]")
     u = get_generator(generator, xp).random(k.shape)
     return Tensor(((k + u) / n_levels).astype(dtype))
