@@ -95,7 +95,7 @@ def test_whole_model_gradcheck_with_fixed_codes():
     assert np.abs(model.quantizer.codebook.grad).sum() > 0
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("seed", [0, 1])
 @pytest.mark.parametrize("ema", [False, True])
 def test_training_makes_the_codes_informative_and_uses_many(ema, seed):
     """60 steps on 256 digits, for several seeds: the reconstruction beats the best decoder that
