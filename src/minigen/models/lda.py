@@ -31,7 +31,9 @@ ELBO never decreases. With phi at its optimum the phi terms collapse to a log-no
 
 (G the gamma function). One sweep of ``fit``: the E step (phi and gamma updates, alternated per
 document until gamma settles, warm-started from the previous sweep), then the lambda update.
-``tol`` is the change of the ELBO per word between sweeps; perplexity = exp(-ELBO / n_words).
+``tol`` is the change of the ELBO per word between sweeps. The perplexity of documents is
+exp(-(sum of their ELBO terms) / n_words) at the fitted q(beta): the topic terms belong to the
+training fit, not to the documents scored.
 
 Computation works on the non-zero counts (d, w, n_dw) only: exp(E[log theta]) exp(E[log beta])
 summed over k is the normaliser of phi at each of them, as in Hoffman et al.'s online LDA code.
@@ -82,6 +84,14 @@ def _sum_by(index, values, size):
                      for k in range(values.shape[1])], axis=1)
 
 
+def _phi_counts(counts, gamma, exp_E_log_beta_w):
+    """(nnz, K) n_dw phi_dwk, with phi_dwk propto exp(E[log theta_dk] + E[log beta_kw]) at each
+    non-zero count (the phi update)."""
+    d, _, n = counts
+    phi = get_array_module(gamma).exp(_dirichlet_expectation(gamma))[d] * exp_E_log_beta_w
+    return phi * (n / phi.sum(axis=1))[:, None]
+
+
 def _dirichlet_expectation(a):
     """E[log x] under x ~ Dir(a), row by row: psi(a) - psi(sum a)."""
     psi = special(get_array_module(a)).digamma
@@ -105,8 +115,8 @@ class LatentDirichletAllocation(Estimator):
     ``elbo_history_`` (the ELBO per word after each sweep, the start first); ``n_iter_``,
     ``converged_``; ``doc_topic_prior_``, ``topic_word_prior_``; ``n_features_in_``;
     ``mean_document_length_`` (used by ``sample``).
-    ``score_samples(X)`` gives each document's ELBO terms plus a 1/D share of the topic terms,
-    so that their sum is the ELBO of X and ``score(X)`` the ELBO per document.
+    ``score_samples(X)`` gives each document's part of the ELBO (its bound under the fitted
+    q(beta)), ``score(X)`` their mean; the training ELBO adds the topic terms to their sum.
     """
 
     def __init__(self, n_topics=10, doc_topic_prior=None, topic_word_prior=None, max_iter=100,
@@ -124,30 +134,40 @@ class LatentDirichletAllocation(Estimator):
         return check_float(value, name, minimum=0, strict=True)
 
     # ---- the updates -----------------------------------------------------------------------
-    def _e_step(self, counts, n_documents, E_log_beta, gamma):
-        """Alternate the phi and gamma updates (phi implicit) until gamma settles; returns gamma
-        and the sufficient statistics sum_d n_dw phi_dwk (K, V) at the final gamma."""
+    def _e_step(self, counts, E_log_beta, starts):
+        """The E step from each gamma in ``starts``: alternate the phi and gamma updates (phi
+        implicit) until gamma settles, then keep for each document the gamma whose bound is the
+        highest. Returns that gamma and the statistics sum_d n_dw phi_dwk (K, V) at it.
+
+        A document's bound has several local optima when alpha < 1 (it commits to one topic or
+        another); a warm start alone keeps every document in its optimum, fresh starts let it
+        move, and keeping the better of the two per document never lowers the ELBO.
+        """
         d, w, n = counts
         xp = get_array_module(n)
-        alpha = self.doc_topic_prior_
         exp_E_log_beta_w = xp.exp(E_log_beta).T[w]  # (nnz, K): exp E[log beta_kw] at each count
-        for _ in range(E_STEP_MAX_ITER):
-            exp_E_log_theta = xp.exp(_dirichlet_expectation(gamma))
-            phi_unnormalised = exp_E_log_theta[d] * exp_E_log_beta_w  # (nnz, K)
-            phi_weighted = phi_unnormalised * (n / phi_unnormalised.sum(axis=1))[:, None]  # n_dw phi_dwk
-            new_gamma = alpha + _sum_by(d, phi_weighted, gamma.shape[0])
-            change = float(xp.abs(new_gamma - gamma).mean(axis=1).max())
-            gamma = new_gamma
-            if change < E_STEP_TOL:
-                break
-        # one more phi update (at the final gamma) for the lambda update
-        phi_unnormalised = xp.exp(_dirichlet_expectation(gamma))[d] * exp_E_log_beta_w
-        phi_weighted = phi_unnormalised * (n / phi_unnormalised.sum(axis=1))[:, None]
-        sstats = _sum_by(w, phi_weighted, self.n_features_in_).T
-        return gamma, sstats
+        best = best_bound = None
+        for gamma in starts:
+            for _ in range(E_STEP_MAX_ITER):
+                new_gamma = self.doc_topic_prior_ + _sum_by(d, _phi_counts(counts, gamma, exp_E_log_beta_w),
+                                                            gamma.shape[0])
+                change = float(xp.abs(new_gamma - gamma).mean(axis=1).max())
+                gamma = new_gamma
+                if change < E_STEP_TOL:
+                    break
+            bound = self._document_elbo(counts, gamma, E_log_beta)
+            if best is None:
+                best, best_bound = gamma, bound
+            else:
+                best = xp.where((bound > best_bound)[:, None], gamma, best)
+                best_bound = xp.maximum(bound, best_bound)
+        # one more phi update, at the kept gamma, for the lambda update
+        sstats = _sum_by(w, _phi_counts(counts, best, exp_E_log_beta_w), self.n_features_in_).T
+        return best, sstats
 
     def _initial_gamma(self, counts, n_documents):
-        """gamma_dk = alpha + N_d / K (Blei et al. 2003, figure 6)."""
+        """gamma_dk = alpha + N_d / K (Blei et al. 2003, figure 6): the deterministic start of
+        ``transform`` and ``score_samples``, whose topics are already fitted."""
         d, _, n = counts
         xp = get_array_module(n)
         length = xp.bincount(d, weights=n, minlength=n_documents)
@@ -186,12 +206,15 @@ class LatentDirichletAllocation(Estimator):
         n_words = float(n.sum())
         self.mean_document_length_ = n_words / n_documents
         rng = get_generator(self.random_state, xp)
-        lam = rng.gamma(100.0, 0.01, (self.n_topics, self.n_features_in_))  # Hoffman et al. 2010
-        gamma = self._initial_gamma(counts, n_documents)
+        # random starts as in Hoffman et al. (2010): lambda, and each E step's fresh gamma,
+        # drawn from Gamma(100, 1/100)
+        lam = rng.gamma(100.0, 0.01, (self.n_topics, self.n_features_in_))
+        gamma = rng.gamma(100.0, 0.01, (n_documents, self.n_topics))
 
         def sweep():
             nonlocal gamma, lam
-            gamma, sstats = self._e_step(counts, n_documents, _dirichlet_expectation(lam), gamma)
+            fresh = rng.gamma(100.0, 0.01, gamma.shape)
+            gamma, sstats = self._e_step(counts, _dirichlet_expectation(lam), [gamma, fresh])
             lam = self.topic_word_prior_ + sstats
             return self._elbo(counts, gamma, lam) / n_words
 
@@ -211,8 +234,8 @@ class LatentDirichletAllocation(Estimator):
         counts = (backend.to_device(d, backend.device_of(self.components_)),
                   backend.to_device(w, backend.device_of(self.components_)),
                   backend.to_device(n, backend.device_of(self.components_)))
-        gamma, _ = self._e_step(counts, n_documents, _dirichlet_expectation(self.components_),
-                                self._initial_gamma(counts, n_documents))
+        gamma, _ = self._e_step(counts, _dirichlet_expectation(self.components_),
+                                [self._initial_gamma(counts, n_documents)])
         return counts, gamma
 
     def transform(self, X):
@@ -221,18 +244,19 @@ class LatentDirichletAllocation(Estimator):
         return gamma / gamma.sum(axis=1, keepdims=True)
 
     def score_samples(self, X):
-        """(D,) each document's ELBO terms plus 1/D of the topic terms (they sum to the ELBO)."""
+        """(D,) each document's bound, E_q[log p(w_d, theta_d, z_d | beta) - log q(theta_d, z_d)]
+        under the fitted q(beta), a lower bound on log E_q(beta)[p(w_d | beta)], nats."""
         counts, gamma = self._infer(X)
-        E_log_beta = _dirichlet_expectation(self.components_)
-        topic_terms = _dirichlet_terms(self.components_, self.topic_word_prior_, E_log_beta)
-        return self._document_elbo(counts, gamma, E_log_beta) + topic_terms / gamma.shape[0]
+        return self._document_elbo(counts, gamma, _dirichlet_expectation(self.components_))
 
     def score(self, X):
-        """The ELBO of X per document, nats (its mean of ``score_samples``)."""
+        """The mean of the documents' bounds (``score_samples``), nats per document."""
         return float(self.score_samples(X).mean())
 
     def perplexity(self, X):
-        """exp(-ELBO(X) / number of words in X): an upper bound on the per-word perplexity."""
+        """exp(-sum_d bound_d / number of words in X): an upper bound on the per-word perplexity
+        of X under the fitted model (Blei et al. 2003, section 7.1). scikit-learn's perplexity
+        also charges the topic terms KL(q(beta) || p(beta)) of the training fit to X."""
         n_words = float(_counts(X)[2].sum())
         return math.exp(-float(self.score_samples(X).sum()) / n_words)
 
