@@ -84,3 +84,12 @@ def test_training_lowers_the_loss():
 def test_bad_constructor_arguments(kwargs, error, match):
     with pytest.raises(error, match=match):
         NICE(**kwargs)
+
+
+def test_save_and_load_round_trip(tmp_path):
+    model = tiny()
+    path = str(tmp_path / "nice.npz")
+    model.save(path)
+    loaded = NICE.load(path).double()
+    x = on_device(np.random.default_rng(2).standard_normal((4, 2)))
+    np.testing.assert_array_equal(to_host(loaded.log_prob(x)), to_host(model.log_prob(x)))

@@ -108,3 +108,14 @@ def test_bad_data():
         model.bits_per_dim(on_device(np.full((1, 1, 4, 4), 1.5)))
     with pytest.raises(ValueError, match="mask"):
         model.log_prob(on_device(np.full((1, 1, 8, 8), 0.5)))
+
+
+def test_save_and_load_round_trip(tmp_path):
+    model = tiny()
+    path = str(tmp_path / "realnvp.npz")
+    model.save(path)
+    loaded = RealNVP.load(path).double()
+    x = images(2)
+    np.testing.assert_array_equal(to_host(loaded.log_prob(x)), to_host(model.log_prob(x)))
+    np.testing.assert_array_equal(to_host(loaded.sample(3, generator=np.random.default_rng(0))),
+                                  to_host(model.sample(3, generator=np.random.default_rng(0))))
