@@ -57,7 +57,7 @@ def train_vqvae(model, train, args):
             sums += [p.item() * len(x) for p in parts]
         used, perplexity = int((vq.usage > 0).sum()), vq.perplexity()
         with minigen.no_grad():
-            restarted = vq.restart_dead_codes(model.encoder(minigen.tensor(x)), random_state=epoch)
+            restarted = vq.restart_dead_codes(model.encoder(minigen.tensor(x)), generator=epoch)
         history.append((epoch, *(sums / len(train)), used, perplexity, restarted))
         bar.set_postfix(loss=history[-1][1], perplexity=perplexity, used=used)
     return history

@@ -44,10 +44,10 @@ def restart_dead_codes(model, x, seed):
     """Restart the codes unused over the epoch at encoder outputs of x, at both levels."""
     with minigen.no_grad():
         h_b, z_e_top = model.encode_top(minigen.tensor(x))
-        restarted = model.quantizer_top.restart_dead_codes(z_e_top, random_state=seed)
+        restarted = model.quantizer_top.restart_dead_codes(z_e_top, generator=seed)
         z_q_top = model.quantizer_top.lookup(model.quantizer_top.nearest(z_e_top))
         return restarted + model.quantizer_bottom.restart_dead_codes(
-            model.encode_bottom(h_b, z_q_top), random_state=seed)
+            model.encode_bottom(h_b, z_q_top), generator=seed)
 
 
 def train_vqvae2(model, train, args):

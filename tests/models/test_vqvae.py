@@ -115,7 +115,7 @@ def test_training_makes_the_codes_informative_and_uses_many(ema, seed):
             model.loss(x[b:b + 64]).total.backward()
             opt.step()
         perplexity = model.quantizer.perplexity()
-        model.quantizer.restart_dead_codes(model.encoder(minigen.tensor(x[:64])), random_state=epoch)
+        model.quantizer.restart_dead_codes(model.encoder(minigen.tensor(x[:64])), generator=epoch)
     with minigen.no_grad():
         reconstruction = model.loss(x).reconstruction.item()
     assert reconstruction < code_free - 3, (reconstruction, code_free)

@@ -153,7 +153,7 @@ def test_restart_dead_codes_moves_them_to_encoder_outputs(ema):
     vq(z)
     used = set(to_host(vq.usage).nonzero()[0].tolist())
     assert not used & {2, 3}
-    assert vq.restart_dead_codes(z, random_state=0) == 4 - len(used)
+    assert vq.restart_dead_codes(z, generator=0) == 4 - len(used)
     flat, codebook = z.numpy(), to_host(e)
     for k in {2, 3}:
         assert any(np.allclose(codebook[k], row) for row in flat)  # now an encoder output

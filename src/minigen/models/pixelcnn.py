@@ -101,6 +101,15 @@ def as_array(x, name):
     return data
 
 
+def add_conditions(a, y, s, class_bias, cond_projection):
+    """a + V^T y + V * m(s) for a layer's pre-activation a, each term where its condition is given."""
+    if y is not None:
+        a = a + class_bias(y)[:, :, None, None]
+    if s is not None:
+        a = a + cond_projection(s)
+    return a
+
+
 class AutoregressiveImageModel(Module):
     """What PixelCNN and GatedPixelCNN share: input checks, conditions, log-likelihood, loss and
     samplers.
@@ -136,15 +145,6 @@ class AutoregressiveImageModel(Module):
     def _cond_projection(self, n_features):
         """V * m(s) for one layer: a 1x1 convolution from the conditioning features, or None."""
         return None if self.cond_channels is None else Conv2d(self.cond_features, n_features, 1)
-
-    @staticmethod
-    def _add_conditions(a, y, s, class_bias, cond_projection):
-        """a + V^T y + V * m(s), each term where its condition is given."""
-        if y is not None:
-            a = a + class_bias(y)[:, :, None, None]
-        if s is not None:
-            a = a + cond_projection(s)
-        return a
 
     def _logits(self, out):
         """Network output (N, C*V, H, W), channel c*V + v -> logits (N, V, C, H, W)."""
@@ -349,7 +349,7 @@ class ResidualBlock(Module):
 
     def forward(self, x, y=None, s=None):
         a = self.conv(F.relu(self.reduce(F.relu(x))))
-        a = AutoregressiveImageModel._add_conditions(a, y, s, self.class_bias, self.cond_projection)
+        a = add_conditions(a, y, s, self.class_bias, self.cond_projection)
         return x + self.expand(F.relu(a))
 
 
@@ -396,7 +396,7 @@ class PixelCNN(AutoregressiveImageModel):
         self.receptive_field = (reach, reach, reach)
 
     def network(self, h, y=None, s=None):
-        x = self._add_conditions(self.input_conv(h), y, s, self.input_class_bias,
+        x = add_conditions(self.input_conv(h), y, s, self.input_class_bias,
                                  self.input_cond_projection)
         for block in self.blocks:
             x = block(x, y, s)
@@ -438,8 +438,8 @@ class GatedLayer(Module):
     def forward(self, v, h, y=None, s=None):
         v_pre = self.vertical(v)[:, :, :v.shape[2]]
         h_pre = self.horizontal(h) + self.vertical_to_horizontal(shift_down(v_pre))
-        v_pre = AutoregressiveImageModel._add_conditions(v_pre, y, s, self.class_v, self.cond_v)
-        h_pre = AutoregressiveImageModel._add_conditions(h_pre, y, s, self.class_h, self.cond_h)
+        v_pre = add_conditions(v_pre, y, s, self.class_v, self.cond_v)
+        h_pre = add_conditions(h_pre, y, s, self.class_h, self.cond_h)
         h_out = self.horizontal_out(gate(h_pre, self.groups))
         return gate(v_pre, self.groups), (h_out if self.first else h + h_out)
 

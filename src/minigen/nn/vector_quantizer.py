@@ -207,7 +207,7 @@ class VectorQuantizer(Module):
         p = self.usage[self.usage > 0] / total
         return float(xp.exp(-(p * xp.log(p)).sum()))
 
-    def restart_dead_codes(self, z_e, min_count=1, random_state=None):
+    def restart_dead_codes(self, z_e, min_count=1, generator=None):
         """Move every code used fewer than ``min_count`` times since ``reset_usage`` to a random
         encoder output drawn from ``z_e`` (N, D, *spatial); returns how many were restarted."""
         z = self._flatten(self._check_z(z_e).data)
@@ -216,7 +216,7 @@ class VectorQuantizer(Module):
         n_dead = int(dead.size)
         if n_dead == 0:
             return 0
-        rng = get_generator(random_state, np)
+        rng = get_generator(generator, np)
         rows = rng.choice(z.shape[0], size=n_dead, replace=n_dead > z.shape[0])
         new_e = z[xp.asarray(rows)].astype(self._e().dtype)
         self._e()[dead] = new_e
