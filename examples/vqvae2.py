@@ -149,15 +149,14 @@ def main():
                        os.path.join(args.out, "reconstructions.png"),
                        f"VQ-VAE-2 reconstructions of test images ({top_grid[0]}x{top_grid[1]} top, "
                        f"{bottom_grid[0]}x{bottom_grid[1]} bottom codes; a level left out decodes as zeros)")
-    rng = np.random.default_rng(args.seed)
-    samples = model.sample(100, top_prior, bottom_prior, (H, W), generator=rng)
+    samples = model.sample(100, top_prior, bottom_prior, (H, W), generator=args.seed)
     save_panels([("test images (data)", test_d[:100]), ("two-stage samples (Bernoulli means)", samples)],
                 os.path.join(args.out, "samples.png"),
                 f"VQ-VAE-2 + PixelCNN priors on {args.dataset}: data beside samples")
     n_tops, n_bottoms = 6, 8
-    tops = top_prior.sample(n_tops, top_grid, generator=rng).data[:, 0].repeat(n_bottoms, axis=0)
+    tops = top_prior.sample(n_tops, top_grid, generator=args.seed + 1).data[:, 0].repeat(n_bottoms, axis=0)
     bottoms = bottom_prior.sample(len(tops), bottom_grid, cond=model.top_condition(tops, bottom_grid),
-                                  generator=rng).data[:, 0]
+                                  generator=args.seed + 2).data[:, 0]
     decoded = model.decode_codes(tops, bottoms).data.reshape(n_tops, n_bottoms, 1, H, W)
     save_labelled_rows([(f"top sample {i + 1}", decoded[i]) for i in range(n_tops)],
                        os.path.join(args.out, "hierarchy.png"),
