@@ -58,6 +58,7 @@ import numpy as np
 from .. import backend
 from ..numerics import bernoulli, logsumexp, sigmoid, softplus
 from ..random import permutation
+from ..utils.progress import progress
 from ..validation import check_array, check_float, check_int, check_is_fitted, check_option
 from .estimator import Estimator
 
@@ -72,7 +73,8 @@ class RBM(Estimator):
     Hinton 2010: u <- momentum u + learning_rate (grad - weight_decay [W, 0, 0]), theta <- theta + u),
     ``n_gibbs`` Gibbs steps per chain in ``sample``, ``random_state`` (initialisation W ~
     N(0, 0.01^2), minibatch order, every draw), ``dtype`` (float32 or float64) and ``device``
-    (None: the device of X; 'cpu' or 'cuda'), ``verbose`` (a line per epoch).
+    (None: the device of X; 'cpu' or 'cuda'), ``verbose`` (a progress line with the time left for
+    the epochs of ``fit`` and the temperatures of ``log_partition_ais``).
 
     Fitted attributes: ``components_`` W^T (H, D), ``intercept_visible_`` b (D,),
     ``intercept_hidden_`` c (H,), ``n_features_in_`` D, ``data_mean_`` (the training data's mean,
@@ -214,7 +216,9 @@ class RBM(Estimator):
         chain = bernoulli(X[permutation(n, rng)[:batch_size]], rng) if self.persistent else None
         params = (self.components_, self.intercept_visible_, self.intercept_hidden_)
         velocities = [xp.zeros_like(p) for p in params]
-        for epoch in range(epochs):
+        method = f"{'PCD' if self.persistent else 'CD'}-{self.k}"
+        epoch_bar = progress(range(epochs), desc=f"RBM {method}", disable=not self.verbose)
+        for _ in epoch_bar:
             order = permutation(n, rng)
             for start in range(0, n, batch_size):
                 grad_W, grad_b, grad_c, v_k = self.cd_gradient(X[order[start:start + batch_size]],
@@ -230,10 +234,8 @@ class RBM(Estimator):
                 float(self.reconstruction_error(v_monitor, rng).mean()))
             self.history_["pseudo_log_likelihood"].append(
                 float(self.pseudo_log_likelihood(v_monitor, random_state=rng).mean()))
-            if self.verbose:
-                print(f"epoch {epoch + 1}/{epochs}: reconstruction error "
-                      f"{self.history_['reconstruction_error'][-1]:.4f}, pseudo-log-likelihood "
-                      f"{self.history_['pseudo_log_likelihood'][-1]:.4f}")
+            epoch_bar.set_postfix(reconstruction_error=self.history_["reconstruction_error"][-1],
+                                  pseudo_log_likelihood=self.history_["pseudo_log_likelihood"][-1])
         self.n_iter_, self.converged_ = epochs, True
         return self
 
@@ -322,7 +324,7 @@ class RBM(Estimator):
         betas = np.linspace(0.0, 1.0, n_betas).tolist()
         v = bernoulli(xp.broadcast_to(p_A, (n_runs, self.n_features_in_)), rng)  # v_1 ~ p_A
         log_w = xp.zeros(n_runs)
-        for k in range(1, n_betas):
+        for k in progress(range(1, n_betas), desc="AIS", disable=not self.verbose):
             a = c + v @ W
             log_w += log_p_star(v, a, betas[k]) - log_p_star(v, a, betas[k - 1])
             if k < n_betas - 1:  # v_{k+1} ~ T_k(v_k)
