@@ -46,7 +46,8 @@ def pytest_collection_modifyitems(config, items):
     device = backend.default_device()
     missing = _cuda_missing_reason() if any("gpu" in i.keywords for i in items) or device == "cuda" else None
     if device == "cuda" and missing:
-        raise pytest.UsageError(f"MINIGEN_DEVICE=cuda but {missing}")
+        # ``missing`` already says that device 'cuda' was requested and what is absent.
+        raise pytest.UsageError(f"{missing} (set by MINIGEN_DEVICE=cuda; unset it to test on the CPU)")
     for item in items:
         if "gpu" in item.keywords and missing:
             item.add_marker(pytest.mark.skip(reason=f"GPU test skipped: {missing}"))

@@ -99,3 +99,56 @@ def test_item_of_many_elements_and_bad_device_names():
         t(2).item()
     with pytest.raises(ValueError, match="device must be 'cpu' or 'cuda', got 'tpu'"):
         t(2).to("tpu")
+
+
+# One row per bad input to the engine's entry points (issue 10.7, 10.13): one failing row does
+# not hide the next. (call, expected exception, pattern the message must match)
+ENGINE_BAD_INPUT = [
+    ("tensor of a string", lambda: minigen.tensor("abc"), TypeError, r"numbers or booleans.*'abc'"),
+    ("tensor of None", lambda: minigen.tensor(None), TypeError, r"numbers or booleans.*None"),
+    ("tensor of an object array", lambda: minigen.tensor(np.array([1, None], dtype=object)),
+     TypeError, r"numbers or booleans"),
+    ("tensor of a list of strings", lambda: minigen.tensor(["a", "b"]), TypeError, r"dtype <U1"),
+    ("tensor of a ragged list", lambda: minigen.tensor([[1.0, 2.0], [3.0]]), ValueError,
+     r"tensor: data is a ragged nested list.*1, 2"),
+    ("Tensor() of a list", lambda: minigen.Tensor([1.0, 2.0]), TypeError,
+     r"Tensor\(data\) wraps a NumPy or CuPy array, got a list.*minigen.tensor"),
+    ("Tensor() of a string array", lambda: minigen.Tensor(np.array(["a"])), TypeError,
+     r"numbers or booleans.*<U1"),
+    ("tensor + 'a'", lambda: t(2) + "a", TypeError, r"Add: operand 2 .*got 'a' \(str\)"),
+    ("tensor + None", lambda: t(2) + None, TypeError, r"Add: operand 2 .*got None"),
+    ("None * tensor", lambda: None * t(2), TypeError, r"Mul: operand 1 .*got None"),
+    ("squeeze(1) of a 0-d tensor", lambda: t().squeeze(1), ValueError,
+     r"squeeze: axis 1 is out of range for a 0-d tensor"),
+    ("squeeze(3) of a 2-d tensor", lambda: t(2, 1).squeeze(3), ValueError,
+     r"squeeze: axis 3 is out of range for a tensor of shape \(2, 1\)"),
+    ("manual_seed(1.7)", lambda: minigen.manual_seed(1.7), TypeError, r"seed must be an integer, got 1.7"),
+    ("manual_seed(-1)", lambda: minigen.manual_seed(-1), ValueError, r"seed must be >= 0, got -1"),
+    ("Linear(2.5, 3)", lambda: minigen.nn.Linear(2.5, 3), TypeError,
+     r"Linear: in_features must be a positive int, got 2.5 \(float\)"),
+    ("Linear(0, 3)", lambda: minigen.nn.Linear(0, 3), ValueError, r"Linear: in_features .* got 0"),
+    ("Linear(3, 2) on 5 features", lambda: minigen.nn.Linear(3, 2)(minigen.randn(4, 5)),
+     ValueError, r"features"),
+    ("Conv2d(kernel_size=0)", lambda: minigen.nn.Conv2d(1, 2, kernel_size=0), ValueError,
+     r"Conv2d: kernel_size must be >= 1, got 0"),
+    ("Conv2d(kernel_size=1.5)", lambda: minigen.nn.Conv2d(1, 2, kernel_size=1.5), TypeError,
+     r"Conv2d: kernel_size must be an int or a pair"),
+    ("Conv2d(in_channels=0)", lambda: minigen.nn.Conv2d(0, 2, 3), ValueError, r"in_channels"),
+    ("check_array of a ragged list", lambda: minigen.validation.check_array([[1.0, 2.0], [3.0]]),
+     ValueError, r"X is a ragged nested list"),
+    ("SGD(lr='fast')", lambda: minigen.optim.SGD([t(2)], lr="fast"), TypeError, r"SGD: lr must be a real"),
+    ("SGD(lr=-1)", lambda: minigen.optim.SGD([t(2)], lr=-1), ValueError, r"SGD: lr must be >= 0"),
+    ("Adam(betas=0.9)", lambda: minigen.optim.Adam([t(2)], betas=0.9), TypeError, r"betas must be a pair"),
+    ("Adam(betas=(0.9, 1.0))", lambda: minigen.optim.Adam([t(2)], betas=(0.9, 1.0)), ValueError,
+     r"betas\[1\] must be < 1"),
+    ("no_grad(3)", lambda: minigen.no_grad(3), TypeError, r"no_grad\(\) takes no arguments"),
+    ("save_image_grid(upscale=1.5)", lambda: minigen.utils.save_image_grid(
+        np.zeros((1, 4, 4)), "unused.png", upscale=1.5), TypeError, r"upscale must be an integer"),
+]
+
+
+@pytest.mark.parametrize("call, error, pattern", [row[1:] for row in ENGINE_BAD_INPUT],
+                         ids=[row[0] for row in ENGINE_BAD_INPUT])
+def test_engine_bad_input_is_a_clear_error(call, error, pattern):
+    with pytest.raises(error, match=pattern):
+        call()

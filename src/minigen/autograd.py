@@ -12,54 +12,98 @@ chain rule: dL/dx = sum over uses of x of  (dL/dy) (dy/dx).
 
 Broadcasting is handled in one place: if a Function returns a gradient with the output's
 (broadcast) shape, the walk sums it back to the input's shape (``sum_to``).
+
+Where the Tensor's pieces live: this file defines the class, its conversions and its in-place
+methods; the arithmetic operators (``+``, ``*``, ``@``, ``x[i]`` ...) and the differentiable
+methods (``x.exp()``, ``x.sum()`` ...) are Functions, attached to ``Tensor`` in ONE place,
+``minigen/ops/__init__.py``, which ``import minigen`` runs (ops import this file, never the
+reverse).
+
+In-place updates and versions (as PyTorch's version counter): every in-place update made
+through the library -- the ``Tensor`` methods ending in ``_`` (``add_``, ``copy_`` ...), an
+optimiser's ``step()``, ``Module.load_state_dict``, ``Module.to``, the ``nn.init`` functions --
+adds one to the tensor's ``_version``. A Function records the versions of the tensors whose
+arrays it saves for backward, and ``backward()`` raises a RuntimeError naming the op and the
+tensor if one of them changed since: its gradient would silently use the new values. Writing
+into ``tensor.data`` yourself (``w.data[...] = 0``, ``w.data -= 0.1 * w.grad``) is NOT
+tracked, exactly as in PyTorch; use ``with minigen.no_grad(): w.sub_(0.1 * w.grad)``.
+
+Recording switches (``no_grad``, ``enable_grad``, ``detect_anomaly``) are per thread: one
+thread evaluating under ``no_grad()`` does not switch recording off for another.
 """
-import contextlib
+import functools
+import threading
+import weakref
 
 import numpy
 
 from . import backend
 
-_grad_enabled = True
-_anomaly_mode = False
-
 
 # --------------------------------------------------------------------------- recording switches
 
-@contextlib.contextmanager
-def no_grad():
-    """Context manager (and decorator) that turns graph recording off."""
-    global _grad_enabled
-    previous, _grad_enabled = _grad_enabled, False
-    try:
-        yield
-    finally:
-        _grad_enabled = previous
+class _Switches(threading.local):
+    """The recording switches of the current thread (each new thread starts from these values)."""
+    grad_enabled = True
+    anomaly = False
 
 
-@contextlib.contextmanager
-def enable_grad():
-    """Turn recording back on inside a ``no_grad`` block."""
-    global _grad_enabled
-    previous, _grad_enabled = _grad_enabled, True
-    try:
-        yield
-    finally:
-        _grad_enabled = previous
+_switches = _Switches()
+
+
+class _Switch:
+    """A context manager and decorator setting one switch of this thread for its duration.
+
+    Usable as ``with no_grad():``, ``@no_grad()`` and ``@no_grad`` (without parentheses).
+    """
+    _name, _value = None, None  # the switch (attribute of _Switches) and the value set
+
+    def __new__(cls, func=None):
+        self = super().__new__(cls)
+        if func is None:
+            return self
+        if not callable(func):
+            raise TypeError(f"{cls.__name__}() takes no arguments (or decorates a function), "
+                            f"got {func!r}")
+        return self(func)  # used as @no_grad without parentheses
+
+    def __enter__(self):
+        self._previous = getattr(_switches, self._name)
+        setattr(_switches, self._name, self._value)
+        return self
+
+    def __exit__(self, *exc_info):
+        setattr(_switches, self._name, self._previous)
+        return False
+
+    def __call__(self, func):
+        cls = type(self)
+
+        @functools.wraps(func)
+        def switched(*args, **kwargs):
+            with cls():
+                return func(*args, **kwargs)
+        return switched
+
+
+class no_grad(_Switch):
+    """Turn graph recording off in this thread: ``with no_grad():``, ``@no_grad`` or ``@no_grad()``."""
+    _name, _value = "grad_enabled", False
+
+
+class enable_grad(_Switch):
+    """Turn recording back on in this thread (e.g. inside a ``no_grad`` block)."""
+    _name, _value = "grad_enabled", True
+
+
+class detect_anomaly(_Switch):
+    """While on (in this thread), the first op whose forward or backward makes a NaN or inf raises."""
+    _name, _value = "anomaly", True
 
 
 def is_grad_enabled():
-    return _grad_enabled
-
-
-@contextlib.contextmanager
-def detect_anomaly():
-    """While on, the first op whose forward or backward makes a NaN or inf raises an error."""
-    global _anomaly_mode
-    previous, _anomaly_mode = _anomaly_mode, True
-    try:
-        yield
-    finally:
-        _anomaly_mode = previous
+    """Whether ops called in this thread are recorded for backward."""
+    return _switches.grad_enabled
 
 
 def _check_finite(fn, arrays, phase):
@@ -88,12 +132,21 @@ def sum_to(grad, shape):
     return grad.reshape(grad.shape[lead:]) if lead else grad
 
 
-def _as_array(value, xp, dtype=None):
+NUMERIC_KINDS = "biuf"  # dtype kinds a Tensor may hold: bool, signed/unsigned int, float
+
+
+def _as_array(value, xp, dtype=None, fn=None, position=0):
+    """An operand of ``fn`` as an array: a Tensor's data, or a numeric constant converted."""
     if getattr(value, "_is_minigen_tensor", False):
         return value.data
-    if isinstance(value, (bool, int, float)) and dtype is not None:
+    if isinstance(value, (int, float)) and dtype is not None:  # bools are ints
         return xp.asarray(value, dtype=dtype)
-    return xp.asarray(value)
+    array = None if value is None or isinstance(value, (str, bytes)) else xp.asarray(value)
+    if array is None or array.dtype.kind not in NUMERIC_KINDS:
+        op = type(fn).__name__ if fn is not None else "backward()"
+        raise TypeError(f"{op}: operand {position + 1} must be a Tensor, an array or a number, "
+                        f"got {value!r} ({type(value).__name__})")
+    return array
 
 
 # --------------------------------------------------------------------------- Function
@@ -105,6 +158,9 @@ class Function:
     instance on tensors (or arrays/scalars, treated as constants)::
 
         y = Exp()(x)
+
+    When recording, the call also notes the version of every tensor (input or output) whose
+    array ``forward`` kept on ``self``, so that backward can refuse to use stale values.
     """
 
     def __call__(self, *inputs):
@@ -113,17 +169,18 @@ class Function:
         _check_same_device(self, inputs)
         # Python scalars take the dtype of the tensors they meet (x * 2.0 stays float32).
         float_dtype = next((t.dtype for t in tensors if t.dtype.kind == "f"), None)
-        arrays = [_as_array(x, xp, float_dtype) for x in inputs]
+        arrays = [_as_array(x, xp, float_dtype, self, i) for i, x in enumerate(inputs)]
         self.input_shapes = [a.shape for a in arrays]
         try:
             out = self.forward(*arrays)
         except ValueError as e:  # e.g. NumPy's "operands could not be broadcast together"
             shapes = " and ".join(str(tuple(shape)) for shape in self.input_shapes)
             raise ValueError(f"{type(self).__name__} got inputs of shapes {shapes}: {e}") from e
-        if _anomaly_mode:
+        if _switches.anomaly:
             _check_finite(self, [out], "forward")
         result = Tensor(out)
-        if _grad_enabled and any(t.requires_grad for t in tensors):
+        if _switches.grad_enabled and any(t.requires_grad for t in tensors):
+            self.saved_versions = _saved_versions(self, inputs, result)
             self.inputs = [x if getattr(x, "_is_minigen_tensor", False) else None for x in inputs]
             self.needs_input_grad = [x is not None and x.requires_grad for x in self.inputs]
             self.freed = False
@@ -142,6 +199,46 @@ class Function:
         self.__dict__ = {"freed": True}
 
 
+def _saved_versions(fn, inputs, result):
+    """(position, tensor, version) for each tensor whose memory ``fn`` saved on itself.
+
+    position is the input's index, or None for the output (held by a weak reference, so the
+    Function does not keep its own output alive).
+    """
+    saved = [v for v in fn.__dict__.values() if hasattr(v, "base") and hasattr(v, "dtype")]
+    if not saved:
+        return ()
+    versions = []
+    for i, x in enumerate(inputs):
+        if getattr(x, "_is_minigen_tensor", False) and _shares_memory(saved, x.data):
+            versions.append((i, x, x._version))
+    if any(v is result.data for v in saved):
+        versions.append((None, weakref.ref(result), 0))
+    return versions
+
+
+def _shares_memory(saved, array):
+    """True if one of the ``saved`` arrays is ``array`` or a view of the memory it lives in."""
+    root = array if array.base is None else array.base
+    return any(v is array or v is root or v.base is root for v in saved)
+
+
+def _check_saved_versions(fn):
+    for position, x, version in fn.saved_versions:
+        if position is None:
+            x = x()  # the output, if still alive
+            if x is None:
+                continue
+        if x._version != version:
+            which = "its output" if position is None else f"its input {position + 1}"
+            raise RuntimeError(
+                f"one of the tensors that {type(fn).__name__} saved for backward ({which}, of "
+                f"shape {x.shape}) was modified in place after the forward pass: its version is "
+                f"{x._version}, it was {version}. An optimizer step, an in-place method (add_, "
+                f"copy_, ...), load_state_dict or Module.to changed it, so the gradient would use "
+                f"the new values. Call backward() before such updates, or recompute the loss.")
+
+
 def _check_same_device(fn, inputs):
     """Tensors and raw arrays (not Python or NumPy scalars) must all live on one device."""
     first = None
@@ -156,23 +253,53 @@ def _check_same_device(fn, inputs):
                     f"{' and '.join(sorted((first, device)))} (move them with .to(device))")
 
 
+class Cast(Function):
+    """Move to another device and/or dtype; the gradient goes back the same way."""
+
+    def __init__(self, device=None, dtype=None):
+        self.device, self.dtype = device, dtype
+
+    def forward(self, x):
+        self.source_device, self.source_dtype = backend.device_of(x), x.dtype
+        if self.device is not None:
+            x = backend.to_device(x, self.device)
+        return x.astype(self.dtype) if self.dtype is not None else x.copy()
+
+    def backward(self, g):
+        return backend.to_device(g, self.source_device).astype(self.source_dtype, copy=False)
+
+
 # --------------------------------------------------------------------------- Tensor
 
 class Tensor:
-    """A multi-dimensional array that remembers how it was computed.
+    """A multi-dimensional array of numbers (or booleans) that remembers how it was computed.
 
-    ``data``: the backend array (NumPy or CuPy); may be read, written in place or replaced.
+    ``data``: the backend array (NumPy or CuPy). It may be read, and replaced or written in
+    place, but such writes are not tracked (see "In-place updates" in the module docstring):
+    prefer the in-place methods (``add_``, ``copy_`` ...), which are.
     ``grad``: after ``backward``, dL/d(this tensor) as a backend array of the same shape.
+
+    ``Tensor(array)`` wraps a NumPy/CuPy array without copying; build tensors from lists,
+    numbers or arrays (copied) with ``minigen.tensor``. Operators and differentiable methods
+    are attached in ``minigen/ops/__init__.py``.
     """
 
     _is_minigen_tensor = True
     __array_ufunc__ = None  # numpy_array * tensor: NumPy defers to Tensor.__rmul__
+    _version_cell = None  # [version], created by the first in-place update; shared by detach()
 
     def __init__(self, data, requires_grad=False):
         if getattr(data, "_is_minigen_tensor", False):
             data = data.data
         if isinstance(data, numpy.generic):  # NumPy gives scalars for 0-d results; keep arrays
             data = numpy.asarray(data)
+        dtype = getattr(data, "dtype", None)
+        if dtype is None or not hasattr(data, "shape"):
+            raise TypeError(f"Tensor(data) wraps a NumPy or CuPy array, got a "
+                            f"{type(data).__name__}; build a tensor from lists or numbers with "
+                            f"minigen.tensor(data)")
+        if dtype.kind not in NUMERIC_KINDS:
+            raise TypeError(f"tensors hold numbers or booleans, got an array of dtype {dtype}")
         self.data = data
         self.grad = None
         self._creator = None
@@ -232,8 +359,12 @@ class Tensor:
         return int(self.item())
 
     def detach(self):
-        """A new leaf sharing the data, cut off from the graph: the stop-gradient sg[x]."""
-        return Tensor(self.data)
+        """A new leaf sharing the data (and the version counter), cut off from the graph: sg[x]."""
+        out = Tensor(self.data)
+        if self._version_cell is None:
+            self._version_cell = [0]
+        out._version_cell = self._version_cell
+        return out
 
     def to(self, device=None, dtype=None):
         """A copy on ``device`` and/or with ``dtype`` (self if nothing changes)."""
@@ -245,7 +376,6 @@ class Tensor:
         if data is self.data:
             return self
         if self.requires_grad:  # differentiable move/cast
-            from .ops.elementwise import Cast
             return Cast(device, dtype)(self)
         return Tensor(data)
 
@@ -266,6 +396,72 @@ class Tensor:
 
     def zero_grad(self):
         self.grad = None
+
+    # -- in-place updates (not recorded in the graph; each bumps the version)
+    @property
+    def _version(self):
+        """How many in-place updates made through the library this tensor's memory has seen."""
+        return 0 if self._version_cell is None else self._version_cell[0]
+
+    def _bump_version(self):
+        if self._version_cell is None:
+            self._version_cell = [1]
+        else:
+            self._version_cell[0] += 1
+
+    def _inplace(self, method, update, *operands):
+        if self.requires_grad and _switches.grad_enabled:
+            raise RuntimeError(
+                f"{method}: an in-place update of a tensor that requires grad is not recorded for "
+                f"backward; make it under minigen.no_grad() (e.g. a hand-written parameter "
+                f"update), or use the out-of-place operation")
+        xp = backend.get_array_module(self.data)
+        arrays = [_as_array(x, xp, self.dtype if self.dtype.kind == "f" else None, None, i + 1)
+                  for i, x in enumerate(operands)]
+        update(*arrays)
+        self._bump_version()
+        return self
+
+    def add_(self, other, alpha=1):
+        """self += alpha * other, in place."""
+        def update(o):
+            self.data += o if alpha == 1 else alpha * o
+        return self._inplace("add_", update, other)
+
+    def sub_(self, other, alpha=1):
+        """self -= alpha * other, in place."""
+        def update(o):
+            self.data -= o if alpha == 1 else alpha * o
+        return self._inplace("sub_", update, other)
+
+    def mul_(self, other):
+        def update(o):
+            self.data *= o
+        return self._inplace("mul_", update, other)
+
+    def div_(self, other):
+        def update(o):
+            self.data /= o
+        return self._inplace("div_", update, other)
+
+    def copy_(self, source):
+        """Copy ``source``'s values (broadcast to this shape, cast to this dtype) into self."""
+        def update(s):
+            self.data[...] = backend.to_device(s, self.device)
+        return self._inplace("copy_", update, source)
+
+    def fill_(self, value):
+        def update(v):
+            self.data[...] = v
+        return self._inplace("fill_", update, value)
+
+    def zero_(self):
+        return self.fill_(0)
+
+    def clamp_(self, min=None, max=None):
+        def update():
+            backend.get_array_module(self.data).clip(self.data, min, max, out=self.data)
+        return self._inplace("clamp_", update)
 
     # -- the backward walk
     def backward(self, grad=None, retain_graph=False):
@@ -292,9 +488,6 @@ class Tensor:
                 raise ValueError(f"backward(): grad has shape {tuple(grad.shape)} but the "
                                  f"tensor has shape {self.shape}")
         _run_backward(self, grad, retain_graph)
-
-    # -- operators and methods are attached in ops/ (see minigen/ops/__init__.py)
-    __hash__ = object.__hash__
 
 
 def _topological_order(root):
@@ -325,27 +518,34 @@ def _topological_order(root):
 
 
 def _run_backward(root, grad, retain_graph):
+    """The chain rule, in reverse topological order: for y = f(x, ...),  grads[x] += grads[y] dy/dx."""
+    grads = _GradientSums()
+    grads.add(root, grad, shared=True)
     if root._creator is None:  # backward on a leaf: dL/dleaf = grad
-        _accumulate_leaf(root, grad, fresh=False)
         return
-    # Pending gradients of non-leaf tensors, keyed by the Function that made each tensor
-    # (one output per Function). ``owned``: keys whose buffer we allocated and may add into.
-    grads, owned = {id(root._creator): grad}, set()
     for fn in _topological_order(root):
-        grad_out = grads.pop(id(fn), None)
+        grad_out = grads.pop(fn)  # dL/dy for the output y of fn, complete: all its uses are done
         if grad_out is not None:
-            _apply_chain_rule(fn, grad_out, grads, owned)
+            for x, g, shared in _input_gradients(fn, grad_out):
+                grads.add(x, g, shared)  # grads[x] += g
         if not retain_graph:
             fn._release()
 
 
-def _apply_chain_rule(fn, grad_out, grads, owned):
+def _input_gradients(fn, grad_out):
+    """(input, dL/dinput, shared) for each input of ``fn`` that needs a gradient.
+
+    Each gradient is summed back to its input's shape (broadcasting) and cast to its dtype;
+    ``shared`` says the array may also be held elsewhere (it is grad_out or a view of it, or it
+    went to another input too), so it must not be added into in place.
+    """
+    _check_saved_versions(fn)
     in_grads = fn.backward(grad_out)
     if not isinstance(in_grads, tuple):
         in_grads = (in_grads,)
-    if _anomaly_mode:
+    if _switches.anomaly:
         _check_finite(fn, in_grads, "backward")
-    seen = set()  # ids of the arrays handed out so far: one array given to two inputs is shared
+    handed_out = set()  # ids of the arrays handed out so far
     for x, g, shape in zip(fn.inputs, in_grads, fn.input_shapes):
         if x is None or g is None or not x.requires_grad:
             continue
@@ -358,27 +558,44 @@ def _apply_chain_rule(fn, grad_out, grads, owned):
                 f"for an input of shape {tuple(shape)}")
         if g.dtype != x.data.dtype:
             g = g.astype(x.data.dtype)
-        # A gradient that is (a view of) grad_out, or that went to another input too, may be
-        # shared: never add into it.
-        fresh = g is not grad_out and g.base is None and id(g) not in seen
-        seen.add(id(g))
+        shared = g is grad_out or g.base is not None or id(g) in handed_out
+        handed_out.add(id(g))
+        yield x, g, shared
+
+
+class _GradientSums:
+    """The running sums grads[x] (dL/dx over the uses of x seen so far), added in place when safe.
+
+    The memory optimisation, kept here out of the walk: a gradient array that backward
+    returned may be shared (``shared``), so the first one for x is stored as it is and copied
+    only when a second one has to be added to it; from then on the sum lives in a buffer this
+    object owns and later terms are added into it in place (no new array per use of x).
+    A leaf's sum goes to ``leaf.grad`` (added to what an earlier backward left there).
+    Non-leaf sums are keyed by the Function that made the tensor (one output per Function).
+    """
+
+    def __init__(self):
+        self.pending, self.owned = {}, set()
+
+    def add(self, x, g, shared):
         if x._creator is None:
-            _accumulate_leaf(x, g, fresh)
-            continue
+            if x.grad is None:
+                x.grad = g.copy() if shared else g
+            else:
+                x.grad += g
+            return
         key = id(x._creator)
-        if key not in grads:
-            grads[key] = g
-            if fresh:
-                owned.add(key)
-        elif key in owned:
-            grads[key] += g
+        if key not in self.pending:
+            self.pending[key] = g
+            if not shared:
+                self.owned.add(key)
+        elif key in self.owned:
+            self.pending[key] += g
         else:
-            grads[key] = grads[key] + g
-            owned.add(key)
+            self.pending[key] = self.pending[key] + g
+            self.owned.add(key)
 
-
-def _accumulate_leaf(leaf, g, fresh):
-    if leaf.grad is None:
-        leaf.grad = g if fresh else g.copy()
-    else:
-        leaf.grad += g
+    def pop(self, fn):
+        """dL/d(output of fn), or None when no gradient reached it."""
+        self.owned.discard(id(fn))
+        return self.pending.pop(id(fn), None)

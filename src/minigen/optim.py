@@ -1,11 +1,17 @@
 """Optimisers: ``SGD`` (momentum, Nesterov) and ``Adam``, with PyTorch's update rules.
 
-Storage: the optimiser takes the parameters' memory over. At construction the parameters are
-grouped by (device, dtype); each group's values are copied into ONE flat array and every
-``p.data`` becomes a view into it; ``zero_grad()`` likewise points every ``p.grad`` at a view of
-one zeroed flat gradient array, so backward accumulates straight into it. ``step()`` then
-updates a whole group with a dozen vectorised in-place operations instead of a dozen per
-parameter (see benchmarks/bench_mlp_vae_step.py). Hold on to Parameters, not to their arrays.
+Storage -- what a user may be surprised by: the optimiser takes the parameters' memory over.
+At construction the parameters are grouped by (device, dtype); each group's values are copied
+into ONE flat array and every ``p.data`` is REPLACED by a view into it (an array obtained from
+``p.data`` before building the optimiser is no longer the parameter's memory, and is not
+updated by ``step()``); ``zero_grad()`` likewise points every ``p.grad`` at a view of one zeroed
+flat gradient array, so backward accumulates straight into it. ``step()`` then updates a whole
+group with a dozen vectorised in-place operations instead of a dozen per parameter (see
+benchmarks/bench_mlp_vae_step.py). Hold on to Parameters, not to their arrays.
+
+``ReferenceSGD`` and ``ReferenceAdam`` below are the same algorithms written plainly, one
+parameter at a time, for reading beside the papers; tests/test_optim.py checks that the flat
+versions give the same parameters.
 
 The flat view is kept in sync with what users do:
 - ``p.data = new_array`` (same shape, dtype, device): copied into the flat buffer at the next step;
@@ -14,6 +20,8 @@ The flat view is kept in sync with what users do:
 - ``p.grad is None``: as in PyTorch, that parameter is not updated at all (its state neither):
   the update runs on the slices of consecutive parameters that do have a gradient.
 
+Every ``step()`` bumps the version of each parameter it updates, so a backward through a graph
+built before the step raises instead of using the new values (see minigen.autograd).
 Hyperparameters are plain attributes (``optimizer.lr = 1e-4`` takes effect at the next step).
 """
 import math
@@ -22,8 +30,9 @@ import numpy
 
 from . import backend
 from .autograd import Tensor
+from .validation import check_float
 
-__all__ = ["Optimizer", "SGD", "Adam"]
+__all__ = ["Optimizer", "SGD", "Adam", "ReferenceSGD", "ReferenceAdam"]
 
 
 class _FlatGroup:
@@ -164,6 +173,7 @@ class Optimizer:
                 self._update(group, flat_slice, steps_done + 1)
                 for i in positions:
                     group.steps[i] += 1
+                    group.params[i]._bump_version()
 
     def _update(self, group, flat_slice, t):
         raise NotImplementedError
@@ -222,10 +232,27 @@ class Optimizer:
         return f"{type(self).__name__}({settings})"
 
 
-def _check(name, value, ok, expected):
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not ok(value):
-        raise ValueError(f"{name} must be {expected}, got {value!r}")
-    return float(value)
+def _check_betas(betas, optimizer):
+    if not isinstance(betas, (tuple, list)) or len(betas) != 2:
+        raise TypeError(f"{optimizer}: betas must be a pair (beta1, beta2), got {betas!r}")
+    for i, beta in enumerate(betas):
+        if check_float(beta, f"{optimizer}: betas[{i}]", minimum=0) >= 1:
+            raise ValueError(f"{optimizer}: betas[{i}] must be < 1, got {beta!r}")
+    return tuple(float(beta) for beta in betas)
+
+
+def _check_sgd(lr, momentum, weight_decay, nesterov):
+    settings = [check_float(value, f"SGD: {name}", minimum=0) for name, value in
+                (("lr", lr), ("momentum", momentum), ("weight_decay", weight_decay))]
+    if nesterov and settings[1] == 0:
+        raise ValueError("SGD: nesterov=True needs momentum > 0")
+    return settings + [bool(nesterov)]
+
+
+def _check_adam(lr, betas, eps, weight_decay):
+    return (check_float(lr, "Adam: lr", minimum=0), _check_betas(betas, "Adam"),
+            check_float(eps, "Adam: eps", minimum=0),
+            check_float(weight_decay, "Adam: weight_decay", minimum=0))
 
 
 class SGD(Optimizer):
@@ -235,18 +262,17 @@ class SGD(Optimizer):
         b = momentum * b + g                         (b = 0 before the first step)
         p = p - lr * (g + momentum * b)              (nesterov)
         p = p - lr * b                               (momentum, not nesterov; b = g without momentum)
+
+    Memory: the parameters' arrays are replaced by views into one flat buffer per device and
+    dtype (see the module docstring); ``ReferenceSGD`` is the plain per-parameter version.
     """
 
     _state_names = ("momentum_buffer",)  # kept even at momentum 0, so momentum can be changed later
     _hyperparameters = ("lr", "momentum", "weight_decay", "nesterov")
 
     def __init__(self, params, lr, momentum=0.0, weight_decay=0.0, nesterov=False):
-        self.lr = _check("SGD: lr", lr, lambda v: v >= 0, "a number >= 0")
-        self.momentum = _check("SGD: momentum", momentum, lambda v: v >= 0, "a number >= 0")
-        self.weight_decay = _check("SGD: weight_decay", weight_decay, lambda v: v >= 0, "a number >= 0")
-        if nesterov and self.momentum == 0:
-            raise ValueError("SGD: nesterov=True needs momentum > 0")
-        self.nesterov = bool(nesterov)
+        self.lr, self.momentum, self.weight_decay, self.nesterov = _check_sgd(
+            lr, momentum, weight_decay, nesterov)
         super().__init__(params)
 
     def _update(self, group, flat_slice, t):
@@ -274,19 +300,16 @@ class Adam(Optimizer):
         g = grad + weight_decay * p
         m = beta1 m + (1 - beta1) g                  v = beta2 v + (1 - beta2) g^2
         p = p - lr / (1 - beta1^t) * m / (sqrt(v / (1 - beta2^t)) + eps)
+
+    Memory: the parameters' arrays are replaced by views into one flat buffer per device and
+    dtype (see the module docstring); ``ReferenceAdam`` is the plain per-parameter version.
     """
 
     _state_names = ("exp_avg", "exp_avg_sq")
     _hyperparameters = ("lr", "betas", "eps", "weight_decay")
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
-        self.lr = _check("Adam: lr", lr, lambda v: v >= 0, "a number >= 0")
-        if not isinstance(betas, (tuple, list)) or len(betas) != 2:
-            raise ValueError(f"Adam: betas must be a pair (beta1, beta2), got {betas!r}")
-        self.betas = tuple(_check(f"Adam: betas[{i}]", b, lambda v: 0 <= v < 1, "in [0, 1)")
-                           for i, b in enumerate(betas))
-        self.eps = _check("Adam: eps", eps, lambda v: v >= 0, "a number >= 0")
-        self.weight_decay = _check("Adam: weight_decay", weight_decay, lambda v: v >= 0, "a number >= 0")
+        self.lr, self.betas, self.eps, self.weight_decay = _check_adam(lr, betas, eps, weight_decay)
         super().__init__(params)
 
     def _update(self, group, flat_slice, t):
@@ -312,3 +335,71 @@ class Adam(Optimizer):
         step = xp.divide(m, denom, out=work)
         step *= self.lr * sqrt_bc2 / bc1
         p -= step
+
+
+class _Reference:
+    """Shared by the reference optimisers: the parameter list and ``zero_grad`` (to None)."""
+
+    def __init__(self, params):
+        self.params = [params] if isinstance(params, Tensor) else list(params)
+        if not self.params:
+            raise ValueError("optimizer got an empty parameter list")
+
+    def zero_grad(self):
+        for p in self.params:
+            p.grad = None
+
+
+class ReferenceSGD(_Reference):
+    """``SGD`` written plainly, one parameter at a time (for learners; ``SGD`` is the fast one).
+
+    For each parameter p with a gradient:  g = grad + weight_decay p;  b = momentum b + g;
+    p -= lr (g + momentum b) with Nesterov, else p -= lr b  (b = g without momentum).
+    """
+
+    def __init__(self, params, lr, momentum=0.0, weight_decay=0.0, nesterov=False):
+        self.lr, self.momentum, self.weight_decay, self.nesterov = _check_sgd(
+            lr, momentum, weight_decay, nesterov)
+        super().__init__(params)
+        self.momentum_buffers = {}  # id(p) -> b
+
+    def step(self):
+        for p in self.params:
+            if p.grad is None:
+                continue
+            g = p.grad + self.weight_decay * p.data
+            if self.momentum:
+                b = self.momentum * self.momentum_buffers.get(id(p), 0) + g
+                self.momentum_buffers[id(p)] = b
+                g = g + self.momentum * b if self.nesterov else b
+            p.data -= self.lr * g
+            p._bump_version()
+
+
+class ReferenceAdam(_Reference):
+    """``Adam`` written plainly, one parameter at a time (Kingma & Ba 2015, Algorithm 1):
+
+        g = grad + weight_decay p
+        m = beta1 m + (1 - beta1) g,   v = beta2 v + (1 - beta2) g^2        (m = v = 0 at t = 0)
+        m_hat = m / (1 - beta1^t),     v_hat = v / (1 - beta2^t)
+        p = p - lr m_hat / (sqrt(v_hat) + eps)
+    """
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
+        self.lr, self.betas, self.eps, self.weight_decay = _check_adam(lr, betas, eps, weight_decay)
+        super().__init__(params)
+        self.state = {}  # id(p) -> (t, m, v)
+
+    def step(self):
+        beta1, beta2 = self.betas
+        for p in self.params:
+            if p.grad is None:
+                continue
+            xp = backend.get_array_module(p.data)
+            g = p.grad + self.weight_decay * p.data
+            t, m, v = self.state.get(id(p), (0, 0, 0))
+            t, m, v = t + 1, beta1 * m + (1 - beta1) * g, beta2 * v + (1 - beta2) * g * g
+            self.state[id(p)] = (t, m, v)
+            m_hat, v_hat = m / (1 - beta1 ** t), v / (1 - beta2 ** t)
+            p.data -= self.lr * m_hat / (xp.sqrt(v_hat) + self.eps)
+            p._bump_version()

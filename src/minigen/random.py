@@ -7,15 +7,19 @@ array module in use, so ``manual_seed(0)`` makes a whole run reproducible.
 import numpy
 
 from . import backend
+from .validation import check_int
 
 _seed = None
 _generators = {}
 
 
 def manual_seed(seed):
-    """Seed every backend's global generator (NumPy now, CuPy when first used)."""
+    """Seed every backend's global generator (NumPy now, CuPy when first used).
+
+    ``seed``: an int >= 0 (a float such as 1.7 is a TypeError, not silently seed 1).
+    """
     global _seed
-    _seed = int(seed)
+    _seed = check_int(seed, "manual_seed: seed", minimum=0)
     _generators.clear()
 
 

@@ -2,8 +2,9 @@
 import numpy
 
 from . import backend
-from .autograd import Tensor
+from .autograd import NUMERIC_KINDS, Tensor
 from .random import get_generator
+from .validation import as_array
 
 
 def _resolve(device):
@@ -19,11 +20,17 @@ def tensor(data, requires_grad=False, dtype=None, device=None):
     """
     if isinstance(data, Tensor):
         data = data.data
+    if data is None or isinstance(data, (str, bytes)) or getattr(data, "dtype", None) == object:
+        raise TypeError(f"tensor: data must be numbers or booleans (a number, a nested list, an "
+                        f"array or a Tensor), got {data!r} ({type(data).__name__})")
     if device is None and backend.device_of(data) == "cuda":
         device = "cuda"
     xp = backend.array_module_for(_resolve(device))
     if dtype is None and not hasattr(data, "dtype"):
-        probe = numpy.asarray(data)
+        probe = as_array(data, "tensor: data", numpy)
+        if probe.dtype.kind not in NUMERIC_KINDS:
+            raise TypeError(f"tensor: data must be numbers or booleans, got {data!r} "
+                            f"(an array of dtype {probe.dtype})")
         dtype = numpy.float32 if probe.dtype.kind == "f" else probe.dtype
     if backend.device_of(data) != _resolve(device):
         data = backend.to_device(data, _resolve(device))

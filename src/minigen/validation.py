@@ -26,7 +26,7 @@ def check_array(X, name="X", ndim=2, like=None):
     if like is not None:
         X = to_device(X, device_of(like))
     xp = get_array_module(X)
-    X = xp.asarray(X)
+    X = as_array(X, name, xp)
     if X.dtype.kind not in "biuf":
         raise TypeError(f"{name} must hold real numbers, got an array of dtype {X.dtype}")
     if X.dtype not in (numpy.float32, numpy.float64):
@@ -45,6 +45,28 @@ def check_array(X, name="X", ndim=2, like=None):
     return X
 
 
+def as_array(data, name, xp):
+    """``xp.asarray(data)``, with a clear error for ragged nested lists (rows of unequal length)."""
+    try:
+        return xp.asarray(data)
+    except ValueError as e:
+        if not isinstance(data, (list, tuple)):
+            raise
+        lengths = sorted({len(row) for row in data if hasattr(row, "__len__")})
+        raise ValueError(f"{name} is a ragged nested list: its rows have different lengths "
+                         f"({', '.join(map(str, lengths))} at the first level); every row must "
+                         f"have the same length to form an array") from e
+
+
+def check_channels(layer, x, expected):
+    """``x`` must be a 4-D (N, C, H, W) input with C == ``expected`` (``layer`` names the caller)."""
+    if x.ndim != 4:
+        raise ValueError(f"{layer}: expected a 4-D input (N, C, H, W), got shape {tuple(x.shape)}")
+    if x.shape[1] != expected:
+        raise ValueError(f"{layer}: expected {expected} input channels, got {x.shape[1]} "
+                         f"(input shape {tuple(x.shape)})")
+
+
 def check_n_features(X, expected, name="X", estimator=None):
     """Raise unless ``X`` has ``expected`` columns (the number seen by ``fit``)."""
     if X.shape[1] != expected:
@@ -61,6 +83,16 @@ def check_int(value, name, minimum=None, maximum=None):
         raise ValueError(f"{name} must be >= {minimum}, got {value}")
     if maximum is not None and value > maximum:
         raise ValueError(f"{name} must be <= {maximum}, got {value}")
+    return int(value)
+
+
+def check_positive_int(layer, name, value):
+    """``value`` as an int >= 1, for argument ``name`` of ``layer`` (a layer's sizes)."""
+    if not isinstance(value, numbers.Integral) or isinstance(value, bool):
+        raise TypeError(f"{layer}: {name} must be a positive int, got {value!r} "
+                        f"({type(value).__name__})")
+    if value < 1:
+        raise ValueError(f"{layer}: {name} must be a positive int, got {value!r}")
     return int(value)
 
 

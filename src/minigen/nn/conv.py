@@ -8,23 +8,10 @@ from .. import backend
 from .. import functional as F
 from ..ops.conv import pair
 from . import init
+from ..validation import check_channels, check_int, check_positive_int
 from .module import Module, empty_parameter
 
 __all__ = ["Conv2d", "ConvTranspose2d", "MaskedConv2d", "pixelcnn_mask"]
-
-
-def check_positive_int(layer, name, value):
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{layer}: {name} must be a positive int, got {value!r}")
-
-
-def check_channels(layer, x, expected):
-    """x must be (N, C, H, W) with C == expected."""
-    if x.ndim != 4:
-        raise ValueError(f"{layer}: expected a 4-D input (N, C, H, W), got shape {tuple(x.shape)}")
-    if x.shape[1] != expected:
-        raise ValueError(f"{layer}: expected {expected} input channels, got {x.shape[1]} "
-                         f"(input shape {tuple(x.shape)})")
 
 
 class _ConvNd(Module):
@@ -36,7 +23,9 @@ class _ConvNd(Module):
         check_positive_int(name, "in_channels", in_channels)
         check_positive_int(name, "out_channels", out_channels)
         self.in_channels, self.out_channels = in_channels, out_channels
-        self.kernel_size = pair(kernel_size, "kernel_size")
+        self.kernel_size = pair(kernel_size, f"{name}: kernel_size")
+        for k in self.kernel_size:
+            check_int(k, f"{name}: kernel_size", minimum=1)
         self.weight = empty_parameter(weight_shape + self.kernel_size, device, dtype)
         self.bias = empty_parameter((out_channels,), device, dtype) if bias else None
         self.reset_parameters(generator)
@@ -108,7 +97,7 @@ def pixelcnn_mask(out_channels, in_channels, kernel_size, mask_type, channel_gro
     if kh % 2 == 0 or kw % 2 == 0:
         raise ValueError(f"MaskedConv2d: kernel_size must be odd so that it has a centre pixel, "
                          f"got {(kh, kw)}")
-    check_positive_int("MaskedConv2d", "channel_groups", channel_groups)
+    check_int(channel_groups, "MaskedConv2d: channel_groups", minimum=1)
     for name, n in (("in_channels", in_channels), ("out_channels", out_channels)):
         if n % channel_groups:
             raise ValueError(f"MaskedConv2d: {name} ({n}) must be divisible by channel_groups "

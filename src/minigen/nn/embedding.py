@@ -1,7 +1,7 @@
 """``Embedding``: a lookup table of learned vectors, one row per index."""
 from .. import functional as F
 from . import init
-from .conv import check_positive_int
+from ..validation import check_positive_int
 from .module import Module, empty_parameter
 
 __all__ = ["Embedding"]

@@ -53,6 +53,8 @@ def _array(tensor):
 def _fill(tensor, values):
     array = _array(tensor)
     array[...] = values.astype(array.dtype, copy=False)
+    if array is not tensor:  # an in-place update of a Tensor: bump its version
+        tensor._bump_version()
     return tensor
 
 
@@ -94,8 +96,7 @@ def normal_(tensor, mean=0.0, std=1.0, generator=None):
 
 def constant_(tensor, val):
     """Fill with the constant ``val``."""
-    _array(tensor)[...] = val
-    return tensor
+    return _fill(tensor, get_array_module(_array(tensor)).full(_array(tensor).shape, val))
 
 
 def zeros_(tensor):

@@ -3,7 +3,7 @@ import math
 
 from .. import functional as F
 from . import init
-from .conv import check_positive_int
+from ..validation import check_positive_int
 from .module import Module, empty_parameter
 
 __all__ = ["Linear", "Identity", "Flatten"]

@@ -2,7 +2,7 @@
 from .. import backend
 from .. import functional as F
 from . import init
-from .conv import check_positive_int
+from ..validation import check_positive_int
 from .module import Module, empty_parameter
 
 __all__ = ["LayerNorm", "BatchNorm1d", "BatchNorm2d"]

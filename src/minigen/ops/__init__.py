@@ -1,4 +1,10 @@
-"""The Functions, one file per family, and the Tensor operators and methods built on them."""
+"""The Functions, one file per family, and the Tensor operators and methods built on them.
+
+This is the ONE place where ``Tensor`` (defined in ``minigen/autograd.py``) gets its operators
+(``+ - * / ** @``, unary ``-``, ``x[i]``, comparisons) and its differentiable methods
+(``x.exp()``, ``x.sum()``, ``x.reshape()`` ...): each is a user-facing function of this package,
+set on the class by the loops at the end of this file, which ``import minigen`` runs.
+"""
 from ..autograd import Tensor
 from . import elementwise, linalg, losses, reduce, shape
 from .elementwise import add, sub, mul, div, neg, pow, exp, log, log1p, sqrt, abs, clip, tanh, \

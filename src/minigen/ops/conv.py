@@ -13,7 +13,8 @@ so a convolution is one GEMM and its input gradient (the adjoint) is one GEMM an
 
 conv_transpose2d is that adjoint run forwards (y -> x'), so its backward is conv2d's forward:
 the two Functions share the same helpers with their roles swapped. The (C*kh*kw, N*OH*OW)
-layout keeps every GEMM a single large one (GUIDE.md, "Speed"); im2col and col2im loop over the
+layout keeps every GEMM a single large one (BLAS runs one large product faster than many small
+ones; the README's performance table times conv2d against PyTorch); im2col and col2im loop over the
 kh*kw kernel offsets moving one strided slice each (no per-element loops, no add.at).
 Columns that only live inside one call (the adjoint's, and conv_transpose2d's backward) are made
 a few samples at a time (``sample_chunks``): they then stay in cache, and peak memory stays small.

@@ -3,7 +3,7 @@
 Each backward is the derivative beside its forward; stable rewrites are commented.
 """
 from ..autograd import Function, Tensor
-from ..backend import device_of, get_array_module, to_device
+from ..backend import get_array_module
 
 __all__ = ["add", "sub", "mul", "div", "neg", "pow", "exp", "log", "log1p", "sqrt", "abs",
            "clip", "tanh", "sigmoid", "relu", "leaky_relu", "elu", "softplus", "where"]
@@ -56,7 +56,8 @@ class Neg(Function):
 
 
 class PowConstant(Function):
-    """x ** p for a constant exponent p."""
+    """x ** p for a constant exponent p: d/dx = p x^(p-1), taken as 0 where p = 0 (as PyTorch:
+    x^0 = 1 is constant, even at x = 0 where p x^(p-1) would read 0 * inf)."""
 
     def __init__(self, p):
         self.p = p
@@ -66,11 +67,21 @@ class PowConstant(Function):
         return x ** self.p
 
     def backward(self, g):
-        return g * self.p * self.x ** (self.p - 1)
+        xp = get_array_module(g)
+        p = xp.asarray(self.p, dtype=g.dtype) if hasattr(self.p, "shape") else self.p
+        if not hasattr(p, "shape"):  # a Python number: one exponent for every element
+            return g * 0 if p == 0 else g * p * self.x ** (p - 1)
+        return g * xp.where(p == 0, 0, p * self.x ** xp.where(p == 0, 1, p - 1))
 
 
 class Pow(Function):
-    """a ** b with both differentiable: d/da = b a^(b-1), d/db = a^b log a (a > 0)."""
+    """a ** b with both differentiable, with PyTorch's values where a formula reads 0 * inf:
+
+        d/da = b a^(b-1),   taken as 0 where b = 0        (a^0 = 1 for every a)
+        d/db = a^b log a,   taken as 0 where a = 0, b >= 0 (a^b stays 0 or 1 as b moves)
+
+    For a < 0, log a is NaN, as in PyTorch (the real power is not differentiable in b there).
+    """
 
     def forward(self, a, b):
         self.a, self.b, self.out = a, b, a ** b
@@ -78,9 +89,15 @@ class Pow(Function):
 
     def backward(self, g):
         xp = get_array_module(g)
+        a, b = self.a, self.b
         need_a, need_b = self.needs_input_grad
-        ga = g * self.b * self.a ** (self.b - 1) if need_a else None
-        gb = g * self.out * xp.log(self.a) if need_b else None
+        ga = gb = None
+        if need_a:
+            b_is_0 = b == 0
+            ga = g * xp.where(b_is_0, 0, b * a ** xp.where(b_is_0, 1, b - 1))
+        if need_b:
+            flat = (a == 0) & (b >= 0)
+            gb = g * self.out * xp.log(xp.where(flat, 1, a))  # log 1 = 0 where flat
         return ga, gb
 
 
@@ -240,22 +257,6 @@ class Where(Function):
         zero = g.dtype.type(0)
         xp = get_array_module(g)
         return xp.where(self.cond, g, zero), xp.where(self.cond, zero, g)
-
-
-class Cast(Function):
-    """Move to another device and/or dtype; the gradient goes back the same way."""
-
-    def __init__(self, device=None, dtype=None):
-        self.device, self.dtype = device, dtype
-
-    def forward(self, x):
-        self.source_device, self.source_dtype = device_of(x), x.dtype
-        if self.device is not None:
-            x = to_device(x, self.device)
-        return x.astype(self.dtype) if self.dtype is not None else x.copy()
-
-    def backward(self, g):
-        return to_device(g, self.source_device).astype(self.source_dtype, copy=False)
 
 
 # ----------------------------------------------------------------- user-facing functions

@@ -214,11 +214,27 @@ def pad(x, pad_width, value=0.0):
 
 
 def flatten(x, start_axis=1):
+    """Merge the axes from ``start_axis`` on into one: (N, C, H, W) -> (N, C*H*W).
+
+    A tensor with at most ``start_axis`` dimensions (a 0-d or 1-D tensor, by default) becomes
+    1-D, as torch.flatten makes it: a 1-D tensor of 3 elements keeps its shape (3,).
+    NB: the default ``start_axis`` is 1 (as nn.Flatten's), where torch.flatten's is 0.
+    """
+    if x.ndim <= start_axis:
+        return Reshape((-1,))(x)
     return Reshape(tuple(x.shape[:start_axis]) + (-1,))(x)
 
 
 def squeeze(x, axis=None):
+    """Drop axes of length 1 (all of them, or those in ``axis``; others are kept as PyTorch does)."""
+    if x.ndim == 0:
+        if axis not in (None, 0, -1, (), (0,), (-1,)):
+            raise ValueError(f"squeeze: axis {axis!r} is out of range for a 0-d tensor")
+        return Reshape(())(x)
     axes = tuple(range(x.ndim)) if axis is None else ((axis,) if isinstance(axis, int) else axis)
+    for a in axes:
+        if not -x.ndim <= a < x.ndim:
+            raise ValueError(f"squeeze: axis {a} is out of range for a tensor of shape {x.shape}")
     axes = {a % x.ndim for a in axes}
     return Reshape(tuple(n for i, n in enumerate(x.shape) if not (i in axes and n == 1)))(x)
 

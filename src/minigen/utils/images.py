@@ -1,6 +1,5 @@
 """Save a batch of images as one PNG grid, with a tiny pure-Python PNG writer (zlib + struct)."""
 import math
-import numbers
 import os
 import struct
 import zlib
@@ -8,6 +7,7 @@ import zlib
 import numpy as np
 
 from .. import backend
+from ..validation import check_int
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -31,12 +31,6 @@ def write_png(path, pixels):
                 + _chunk(b"IEND", b""))
 
 
-def _check_int(name, value, minimum):
-    if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
-
-
 def save_image_grid(images, path, nrow=None, padding=1, pad_value=0.5, upscale=1):
     """Tile ``images`` into a grid and write it to ``path`` as a PNG; returns ``path``.
 
@@ -57,9 +51,9 @@ def save_image_grid(images, path, nrow=None, padding=1, pad_value=0.5, upscale=1
     if not np.isfinite(x).all():
         raise ValueError("images contain NaN or infinite values")
     n, c, h, w = x.shape
-    padding = _check_int("padding", padding, 0)
-    upscale = _check_int("upscale", upscale, 1)
-    ncol = min(n, math.ceil(math.sqrt(n)) if nrow is None else _check_int("nrow", nrow, 1))
+    padding = check_int(padding, "padding", minimum=0)
+    upscale = check_int(upscale, "upscale", minimum=1)
+    ncol = min(n, math.ceil(math.sqrt(n)) if nrow is None else check_int(nrow, "nrow", minimum=1))
     nrows = math.ceil(n / ncol)
     grid = np.full((c, nrows * (h + padding) + padding, ncol * (w + padding) + padding),
                    pad_value, dtype=np.float64)
