@@ -17,6 +17,7 @@ import re
 
 import numpy as np
 
+from ..backend import to_numpy
 from ..random import get_generator, permutation
 from ..validation import check_int, check_option
 
@@ -94,9 +95,7 @@ class Vocabulary:
     def decode(self, ids):
         """The text of ``ids`` (a 1-D sequence): up to the first <eos>, without <pad> and <bos>;
         words are joined by spaces, characters by nothing."""
-        ids = np.asarray(getattr(ids, "data", ids))
-        if hasattr(ids, "get"):  # a CuPy array
-            ids = ids.get()
+        ids = np.asarray(to_numpy(ids))  # a list, a NumPy or CuPy array, or a Tensor
         if ids.ndim != 1 or (ids.size and ids.dtype.kind not in "iu"):
             raise ValueError(f"ids must be a 1-D sequence of integers, got shape {ids.shape} "
                              f"and dtype {ids.dtype}")

@@ -245,8 +245,9 @@ class LSTMLanguageModel(Module):
         if prefix is None:
             prefix = xp.zeros((n, 0), dtype=np.int64)
         else:
-            prefix = backend.to_device(np.asarray(prefix) if not hasattr(prefix, "dtype")
-                                       else getattr(prefix, "data", prefix), self.device)
+            prefix = backend.unwrap(prefix)
+            prefix = backend.to_device(prefix if hasattr(prefix, "dtype") else np.asarray(prefix),
+                                       self.device)
             if prefix.ndim == 1:
                 prefix = xp.broadcast_to(prefix, (n, prefix.shape[0]))
             if prefix.ndim != 2 or prefix.shape[0] != n:

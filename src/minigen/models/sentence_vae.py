@@ -245,7 +245,7 @@ class SentenceVAE(Module):
         steps = check_int(steps, "steps", minimum=2)
         ends = []
         for name, s in (("a", a), ("b", b)):
-            s = np.asarray(backend.to_numpy(getattr(s, "data", s)))
+            s = np.asarray(backend.to_numpy(s))
             if s.ndim != 1:
                 raise ValueError(f"{name} must be one sentence, a 1-D sequence of ids, got shape "
                                  f"{s.shape}")
