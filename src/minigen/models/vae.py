@@ -287,13 +287,18 @@ class VAEBase(nn.Module):
         z = F.reshape(z, (-1, self.latent_dim))  # decode all k * N codes in one pass
         if c is not None and len(lead) == 2:
             c = Tensor(self._xp().tile(c.data, (lead[0], 1)))  # row i * N + n gets label n
-        out = F.reshape(self._decoder(z, c), lead + (self.n_decoder_outputs,) + self.event_shape)
-        location = out[(slice(None),) * len(lead) + (0,)]
+        decoded, shape = self._decoder(z, c), lead + self.event_shape
+        if self.n_decoder_outputs == 2:  # "from_z": the mean, then the log-variance
+            decoded = F.reshape(decoded, (-1, 2) + self.event_shape)
+            location, logvar = F.reshape(decoded[:, 0], shape), F.reshape(decoded[:, 1], shape)
+        else:
+            location = F.reshape(decoded, shape)
         if self.likelihood == "bernoulli":
             return Bernoulli(logits=location, validate_args=False)
         if self.decoder_variance == "fixed":
             return Normal(location, math.sqrt(self.fixed_variance), validate_args=False)
-        logvar = self.x_logvar if self.decoder_variance == "per_pixel" else out[(slice(None),) * len(lead) + (1,)]
+        if self.decoder_variance == "per_pixel":
+            logvar = self.x_logvar
         return Normal(location, logvar=self._x_logvar(logvar), validate_args=False)
 
     def decode(self, z, y=None):
