@@ -169,3 +169,14 @@ def test_sample_is_reproducible_and_records_no_graph():
 def test_bad_input(make, error, pattern):
     with pytest.raises(error, match=pattern):
         make(small_gan(0))
+
+
+def test_save_and_load_round_trip(tmp_path):
+    minigen.manual_seed(2)
+    gan = GAN(nn.Sequential(nn.Linear(2, 4), nn.Linear(4, 3)), nn.Linear(3, 1), latent_dim=2)
+    gan.save(tmp_path / "gan.npz")
+    loaded = minigen.load_model(tmp_path / "gan.npz")
+    assert isinstance(loaded, GAN) and loaded.latent_dim == 2
+    np.testing.assert_array_equal(to_host(loaded.sample(4, generator=1)), to_host(gan.sample(4, generator=1)))
+    x, z = np.ones((3, 3)), np.ones((3, 2))
+    assert float(loaded.value(x, z).item()) == float(gan.value(x, z).item())
