@@ -64,6 +64,9 @@ def main():
         print("PyTorch is not installed: minigen only (pip install torch to compare)")
     if torch is not None:
         torch.manual_seed(0)
+        threads = os.environ.get("OPENBLAS_NUM_THREADS")
+        if threads:  # the same number of threads as NumPy's BLAS
+            torch.set_num_threads(int(threads))
 
         class TorchLM(torch.nn.Module):
             def __init__(self):
@@ -99,7 +102,7 @@ def main():
     tokens = args.batch_size * args.bptt
     print(f"LSTM LM training step: vocabulary {v}, embedding {args.embedding}, hidden "
           f"{args.hidden}, {args.layers} layer(s), batch {args.batch_size} x {args.bptt} "
-          f"characters; BLAS threads {os.environ.get('OPENBLAS_NUM_THREADS', 'default')}, "
+          f"characters; BLAS (and torch) threads {os.environ.get('OPENBLAS_NUM_THREADS', 'default')}, "
           f"load average {os.getloadavg()[0]:.1f}")
     for name, t in times.items():
         print(f"  {name:8s} {t * 1000:8.1f} ms/step  {tokens / t:10.0f} characters/s")
