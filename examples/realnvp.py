@@ -72,12 +72,12 @@ def interpolations(model, a, b, device, steps=8):
 
 def main():
     parser = example_parser(__doc__)
-    parser.add_argument("--epochs", type=positive_int, default=30)
+    parser.add_argument("--epochs", type=positive_int, default=20)
     parser.add_argument("--batch-size", type=positive_int, default=64)
-    parser.add_argument("--lr", type=positive_float, default=1e-3)
+    parser.add_argument("--lr", type=positive_float, default=2e-3)
     parser.add_argument("--n-scales", type=positive_int, default=2)
     parser.add_argument("--n-blocks", type=positive_int, default=1, help="residual blocks per coupling network")
-    parser.add_argument("--hidden-channels", type=positive_int, default=32)
+    parser.add_argument("--hidden-channels", type=positive_int, default=16)
     parser.add_argument("--n-train", type=positive_int, default=None, help="use only the first N training images")
     args = parse_args(parser, "realnvp")
     minigen.manual_seed(args.seed)
