@@ -29,7 +29,7 @@ from minigen.optim import Adam
 from minigen.utils import progress
 
 from common import (example_parser, import_pyplot, load_images, nonnegative_float, parse_args,
-                    positive_float, positive_int, save_figure, train_epoch)
+                    positive_float, positive_int, save_figure, train_epoch, usage_error)
 from image_figures import save_labelled_rows, save_panels
 
 
@@ -111,6 +111,8 @@ def main():
     parser.add_argument("--batch-size", type=positive_int, default=64)
     parser.add_argument("--lr", type=positive_float, default=2e-3)
     args = parse_args(parser, "vqvae")
+    if args.codes < 2:
+        usage_error(f"--codes must be at least 2 (the prior is a categorical over K codes), got {args.codes}")
 
     minigen.manual_seed(args.seed)
     train, _, test, _ = load_images(args)

@@ -1,8 +1,10 @@
 """Vector quantisation with a learnt codebook: the bottleneck of the VQ-VAE.
 
-van den Oord, Vinyals & Kavukcuoglu (2017), "Neural Discrete Representation Learning".
-Codebook e_1..e_K in R^D. Each encoder output vector z_e (one per latent position) is
-replaced by its nearest codebook vector (Eq. 1-2):
+Lecture deck 001 ("Vector quantization: predict a real-valued vector, then snap it to a nearest
+neighbour from a codebook"; "Learning the VQ-VAE"). Paper: van den Oord, Vinyals & Kavukcuoglu
+(2017), "Neural Discrete Representation Learning"; the slide's loss is the paper's Eq. 3.
+Codebook e_1..e_K in R^D. Each encoder output vector z_e (one per latent position) is replaced by
+its nearest codebook vector (Eq. 1-2):
 
     k = argmin_j |z_e - e_j|^2,      |z_e - e_j|^2 = |z_e|^2 - 2 z_e.e_j + |e_j|^2   (one matmul)
     z_q = e_k
