@@ -132,7 +132,7 @@ def test_loopy_bp_on_a_loopy_grid_is_close_but_not_exact():
 
 def test_state_dict_round_trip(tmp_path):
     model = random_grid(3, 2, 3)
-    loaded = IsingModel(np.zeros((1, 1)), np.zeros(1)).load_state_dict(
+    loaded = IsingModel(on_device(np.zeros((1, 1))), on_device(np.zeros(1))).load_state_dict(
         minigen.load(minigen.save(model.state_dict(), tmp_path / "ising.npz")))
     np.testing.assert_array_equal(to_host(loaded.J), to_host(model.J))
     s = model.sample(10, random_state=0)

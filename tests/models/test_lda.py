@@ -7,6 +7,7 @@ from scipy import special, stats
 from scipy.optimize import linear_sum_assignment
 
 import minigen
+from minigen import backend
 from devices import on_device, to_host
 from minigen.models import LatentDirichletAllocation
 from minigen.models.lda import _counts
@@ -112,7 +113,8 @@ def test_sparse_input_transform_sample_and_score():
     assert scores.shape == (40,) and model.score(on_device(X)) == pytest.approx(scores.mean())
     assert model.perplexity(on_device(X)) == pytest.approx(np.exp(-scores.sum() / X.sum()))
     fitted = LatentDirichletAllocation(3, max_iter=20, tol=1e-4, random_state=1).fit(sparse)
-    np.testing.assert_allclose(to_host(fitted.components_), to_host(model.components_), rtol=1e-10)
+    dense = LatentDirichletAllocation(3, max_iter=20, tol=1e-4, random_state=1).fit(X)  # both on the host
+    np.testing.assert_allclose(fitted.components_, dense.components_, rtol=1e-10)
     docs = to_host(model.sample(5, random_state=0))
     assert docs.shape == (5, 30) and np.all(docs.sum(axis=1) == 80) and np.all(docs >= 0)
 
@@ -124,7 +126,9 @@ def test_state_dict_round_trip(tmp_path):
         minigen.load(minigen.save(model.state_dict(), tmp_path / "lda.npz")))
     assert repr(loaded) == repr(model)
     np.testing.assert_array_equal(to_host(loaded.score_samples(on_device(X))), to_host(model.score_samples(on_device(X))))
-    np.testing.assert_array_equal(to_host(loaded.sample(3, random_state=2)), to_host(model.sample(3, random_state=2)))
+    if backend.default_device() == "cpu":  # loaded onto the host: draws match on the host only
+        np.testing.assert_array_equal(to_host(loaded.sample(3, random_state=2)),
+                                      to_host(model.sample(3, random_state=2)))
     assert loaded.elbo_history_ == model.elbo_history_
 
 

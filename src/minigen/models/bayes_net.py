@@ -41,6 +41,7 @@ import math
 
 import numpy
 
+from .. import backend
 from ..backend import get_array_module
 from ..random import get_generator
 from ..validation import NotFittedError, check_float, check_int
@@ -211,15 +212,22 @@ class BayesianNetwork(Estimator):
             raise NotFittedError(f"this BayesianNetwork has no CPT/CPD for {', '.join(map(repr, missing))}; "
                                  "call fit(data) or set_cpt/set_cpd first")
 
-    def _xp(self):
-        arrays = list(getattr(self, "cpts_", {}).values()) + \
+    def _parameter_arrays(self):
+        return list(getattr(self, "cpts_", {}).values()) + \
             [cpd["bias"] for cpd in getattr(self, "cpds_", {}).values()]
-        return get_array_module(*arrays)
+
+    def _xp(self):
+        return get_array_module(*self._parameter_arrays())
 
     # ---- data ------------------------------------------------------------------------------
-    def _columns(self, data, name="data"):
+    def _columns(self, data, name="data", like=None):
         """``data`` (an (N, n_nodes) array in ``nodes`` order or a dict of columns) as a dict of
-        columns: int64 values in [0, card) for discrete nodes, float64 for continuous ones."""
+        columns: int64 values in [0, card) for discrete nodes, float64 for continuous ones; on
+        the device of the array ``like`` when given (the parameters)."""
+        if like is not None:
+            device = backend.device_of(like)
+            data = {n: backend.to_device(c, device) for n, c in data.items()} if isinstance(data, dict) \
+                else backend.to_device(numpy.asarray(data) if isinstance(data, (list, tuple)) else data, device)
         nodes = self.nodes
         if isinstance(data, dict):
             missing = [n for n in nodes if n not in data]
@@ -275,7 +283,7 @@ class BayesianNetwork(Estimator):
     def log_prob(self, data):
         """(N,) log P(x) = sum_t log P(x_t | parents(x_t)) (log densities for continuous nodes), nats."""
         self._check_complete()
-        columns = self._columns(data)
+        columns = self._columns(data, like=self._parameter_arrays()[0])
         xp = get_array_module(*columns.values())
         n = len(next(iter(columns.values())))
         log_p = xp.zeros(n)

@@ -17,6 +17,9 @@ depend on it.
 Stationary distribution: the row vector pi with pi P = pi and sum(pi) = 1 (unique when the
 chain is irreducible); found by solving (P^T - I) pi = 0 together with 1^T pi = 1.
 """
+import numpy
+
+from .. import backend
 from ..backend import get_array_module
 from ..random import get_generator
 from ..validation import check_float, check_int, check_is_fitted
@@ -36,8 +39,9 @@ class MarkovChain(Estimator):
         self.n_states = n_states
         self.alpha = alpha
 
-    def _sequences(self, sequences, name="sequences"):
-        """``sequences`` as a list of 1-D int64 arrays with values in [0, n_states)."""
+    def _sequences(self, sequences, name="sequences", like=None):
+        """``sequences`` as a list of 1-D int64 arrays with values in [0, n_states), on the
+        device of the array ``like`` when given (the fitted parameters)."""
         n_states = check_int(self.n_states, "n_states", minimum=1)
         if hasattr(sequences, "ndim") and sequences.ndim == 2:
             sequences = list(sequences)
@@ -46,6 +50,9 @@ class MarkovChain(Estimator):
                             f"array of equal-length sequences), got {type(sequences).__name__}")
         out = []
         for i, x in enumerate(sequences):
+            if like is not None:
+                x = backend.to_device(numpy.asarray(x) if isinstance(x, (list, tuple)) else x,
+                                      backend.device_of(like))
             xp = get_array_module(x)
             x = xp.asarray(x)
             if x.ndim != 1 or x.size == 0:
@@ -77,7 +84,7 @@ class MarkovChain(Estimator):
     def log_prob(self, sequences):
         """(n_sequences,) log p(x_1..x_T) = log pi0[x_1] + sum_t log P[x_{t-1}, x_t], nats."""
         check_is_fitted(self, "transition_matrix_")
-        sequences = self._sequences(sequences)
+        sequences = self._sequences(sequences, like=self.transition_matrix_)
         xp = get_array_module(self.transition_matrix_)
         log_P, log_pi0 = xp.log(self.transition_matrix_), xp.log(self.initial_)
         return xp.stack([log_pi0[x[0]] + log_P[x[:-1], x[1:]].sum() for x in sequences])
