@@ -136,7 +136,7 @@ def main():
               f"{lm_log_p:.2f}  vs  VAE IWAE {iwae:.2f}  (higher is better)")
 
     os.makedirs(args.out, exist_ok=True)
-    decode = lambda tokens, lengths: [vocab.decode(t[:k]) for t, k in zip(  # noqa: E731
+    decode = lambda tokens, lengths: [vocab.decode(t[:k]) or "(the empty line)" for t, k in zip(  # noqa: E731
         minigen.backend.to_numpy(tokens.data), minigen.backend.to_numpy(lengths.data))]
     report = ["# samples: greedy decodings of z ~ N(0, I)"]
     report += decode(*model.sample(10, 20, generator=args.seed, greedy=True))
@@ -161,12 +161,14 @@ def main():
     plt = import_pyplot(path)
     if plt is not None:
         step, beta, kl, rec = np.array(curve).T
-        window = min(20, len(step))
+        window = max(1, min(20, len(step) // 10))
         smooth = lambda v: np.convolve(v, np.ones(window) / window, mode="valid")  # noqa: E731
         fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
+        ax1.plot(step, kl, color="tab:red", alpha=0.25, lw=0.8)
         ax1.plot(step[window - 1:], smooth(kl), color="tab:red", label="KL(q(z|x) || p(z))")
+        ax1.set_yscale("log")  # a collapse (KL -> 0) stays visible
         ax1.set_xlabel("training step")
-        ax1.set_ylabel("KL, nats per sentence")
+        ax1.set_ylabel("KL, nats per sentence (log scale)")
         ax1.set_title(f"KL term under {args.schedule} annealing")
         twin = ax1.twinx()
         twin.plot(step, beta, color="black", ls="--", label="KL weight beta")
@@ -174,11 +176,13 @@ def main():
         twin.set_ylim(0, 1.05)
         handles = ax1.get_legend_handles_labels()[0] + twin.get_legend_handles_labels()[0]
         ax1.legend(handles, [h.get_label() for h in handles], loc="center right", fontsize=8)
+        ax2.plot(step, rec, color="tab:blue", alpha=0.25, lw=0.8)
         ax2.plot(step[window - 1:], smooth(rec), color="tab:blue")
         ax2.set_xlabel("training step")
         ax2.set_ylabel("-E_q log p(x|z), nats per sentence")
         ax2.set_title(f"reconstruction term (word dropout {args.word_dropout})")
-        fig.suptitle(f"sentence VAE on tiny Shakespeare lines ({window}-step means)")
+        fig.suptitle(f"sentence VAE on tiny Shakespeare lines (faint: per batch; solid: "
+                     f"{window}-step means)")
         save_figure(fig, path)
 
 
