@@ -2,8 +2,8 @@
 
 Lecture deck 000 ("VAEs for Text Generation"); Bowman, Vilnis, Vinyals, Dai, Jozefowicz & Bengio
 2016, "Generating Sentences from a Continuous Space" (Sec. 3, Fig. 1; KL annealing and word
-dropout Sec. 3.1-3.2; homotopies Sec. 4.3). Where the slide names q_theta and p_phi the other
-way round, minigen follows the paper's roles: phi for the encoder q, theta for the decoder p.
+dropout Sec. 3.1-3.2; homotopies Sec. 4.3). The slide writes p_phi(x | z) and q_theta(z | x);
+minigen keeps Kingma & Welling's letters, theta for the decoder p and phi for the encoder q.
 
 Model, for a sentence x = (x_1..x_L) of ids (no <bos> / <eos>):
 
