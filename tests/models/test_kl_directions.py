@@ -28,7 +28,7 @@ def test_reverse_kl_underestimates_and_forward_kl_matches_the_marginal_variances
     np.testing.assert_allclose(s_rev, 1 / np.diag(np.linalg.inv(cov)), rtol=1e-4)  # 1 / Lambda_ii
     np.testing.assert_allclose(s_fwd, np.diag(cov), rtol=1e-4)                      # Sigma_ii
     assert np.all(s_rev <= np.diag(cov) + 1e-9)
-    assert h_rev[-1] <= h_rev[0] and h_fwd[-1] <= h_fwd[0]
+    assert h_rev[-1] <= h_rev[0] + 1e-12 and h_fwd[-1] <= h_fwd[0] + 1e-12  # the start may be optimal
 
 
 def test_closed_form_kls_match_scipy_monte_carlo():

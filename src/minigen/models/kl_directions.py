@@ -17,7 +17,9 @@ and their minimisers are known (PRML 10.1.2)::
     forward, KL(p || q):  m = mu,  s_i = Sigma_ii                         (matches the marginals)
 
 ``fit_mean_field_gaussian`` finds them by gradient descent on minigen tensors (Adam on m and
-log s), the way a variational method would, so the closed forms can check it.
+log s; over the last 30% of the steps its step size decays geometrically to a thousandth so
+that it settles), the way a
+variational method would, so the closed forms can check it.
 """
 import math
 
@@ -91,7 +93,9 @@ def fit_mean_field_gaussian(mean, covariance, divergence="reverse", n_steps=2000
         objective = lambda: gaussian_kl_forward(m, log_s, mean, covariance, log_det)  # noqa: E731
     optimizer = Adam([m, log_s], lr=lr)
     history = []
-    for _ in range(n_steps):
+    for step in range(n_steps):
+        # constant for 70% of the steps, then decaying geometrically to lr / 1000 so Adam settles
+        optimizer.lr = lr * 1e-3 ** max(0.0, (step / n_steps - 0.7) / 0.3)
         optimizer.zero_grad()
         kl = objective()
         kl.backward()
