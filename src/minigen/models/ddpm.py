@@ -190,9 +190,9 @@ class DDPM(nn.Module):
         return backend.to_device(column, backend.device_of(like.data)).astype(like.dtype)
 
     def _noise(self, like, noise, generator, name="noise"):
-        if noise is None:
-            xp = self._xp()
-            return Tensor(get_generator(generator, xp).standard_normal(like.shape).astype(like.dtype))
+        if noise is None:  # a host Generator may serve a GPU model: its draws move over
+            draw = get_generator(generator, self._xp()).standard_normal(like.shape).astype(like.dtype)
+            return Tensor(backend.to_device(draw, self._device))
         return self._check_x(noise, name)
 
     # ------------------------------------------------------------------ the processes
@@ -256,14 +256,16 @@ class DDPM(nn.Module):
         xp = self._xp()
         rng = get_generator(generator, xp)
         dtype = self._dtype
+        def normal(shape):  # a host Generator may serve a GPU model: its draws move over
+            return backend.to_device(rng.standard_normal(shape).astype(dtype), self._device)
+
         with no_grad():
-            x = Tensor(rng.standard_normal((n,) + self.image_shape).astype(dtype))
+            x = Tensor(normal((n,) + self.image_shape))
             states = [x.data] if return_trajectory else None
             for step in reversed(range(self.timesteps)):
                 mean, variance = self.p_mean_variance(x, numpy.full(n, step))
                 if step > 0:
-                    z = rng.standard_normal(x.shape).astype(dtype)
-                    x = mean + Tensor(xp.sqrt(variance.data) * z)
+                    x = mean + Tensor(xp.sqrt(variance.data) * normal(x.shape))
                 else:
                     x = mean
                 if return_trajectory:

@@ -104,7 +104,8 @@ class GAN(nn.Module):
         n = check_int(n, "n", minimum=1)
         p = self._param()
         rng = get_generator(generator, backend.get_array_module(p.data))
-        return Tensor(rng.standard_normal((n, self.latent_dim)).astype(p.dtype))
+        z = rng.standard_normal((n, self.latent_dim)).astype(p.dtype)
+        return Tensor(backend.to_device(z, p.device))  # a host Generator may serve a GPU model
 
     # ------------------------------------------------------------------ the game
     def value(self, x_real, z):
