@@ -83,7 +83,9 @@ def test_recovers_separated_means():
     mu = np.array([[0.0, 0.0], [6.0, 0.0], [0.0, 6.0]])
     labels = np.repeat([0, 1, 2], [300, 200, 250])
     X = mu[labels] + np.random.default_rng(2).normal(size=(750, 2))
-    model = GaussianMixtureCAVI(3, prior_std=10.0, random_state=0).fit(on_device(X))
+    # CAVI finds a local optimum from its start (K data points): keep the best ELBO of 5 starts
+    model = max((GaussianMixtureCAVI(3, prior_std=10.0, random_state=seed).fit(on_device(X))
+                 for seed in range(5)), key=lambda m: m.lower_bound_)
     assert model.converged_
     m = to_host(model.m_)
     order = np.argsort(m[:, 0] + 2 * m[:, 1])

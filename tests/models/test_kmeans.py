@@ -53,8 +53,10 @@ def test_kmeans_plus_plus_seeds_are_data_points_spread_over_the_clusters():
     # four tight clusters far apart: the D^2 weighting puts one seed in each (with high probability)
     X = np.concatenate([c + 0.01 * np.random.default_rng(0).normal(size=(50, 2))
                         for c in ([0, 0], [100, 0], [0, 100], [100, 100])])
+    from minigen import backend
     for seed in range(5):
-        seeds = to_host(kmeans_plusplus(on_device(X), 4, get_generator(seed)))
+        X_device = on_device(X)
+        seeds = to_host(kmeans_plusplus(X_device, 4, get_generator(seed, backend.get_array_module(X_device))))
         assert all(any(np.array_equal(s, x) for x in X) for s in seeds)
         assert len({(round(s[0] / 100), round(s[1] / 100)) for s in seeds}) == 4
 

@@ -35,7 +35,7 @@ from .. import backend
 from ..numerics import bernoulli, log_sigmoid, sigmoid
 from ..validation import check_array, check_int, check_is_fitted, check_option
 from .estimator import Estimator
-from .rbm import RBM
+from .rbm import RBM, check_values
 
 PROPAGATE = ("probabilities", "samples")
 
@@ -117,8 +117,12 @@ class DBN(Estimator):
         lower bound on log p(v) (module docstring); exact log p(v) when L = 1. Binary X."""
         check_is_fitted(self, "rbms_")
         n_samples = check_int(n_samples, "n_samples", minimum=1)
-        v = self.rbms_[0]._check(X, "X")
-        xp = backend.get_array_module(v)
+        first = self.rbms_[0]
+        v = check_array(X, like=first.components_)
+        if v.shape[1] != self.n_features_in_:
+            raise ValueError(f"X must have shape (n_samples, {self.n_features_in_}), got shape {v.shape}")
+        xp = backend.get_array_module(first.components_)
+        v = check_values(xp.asarray(v, dtype=first.components_.dtype), "X", "binary")
         rng = self._generator(random_state, xp)
         top = self.rbms_[-1]
         if len(self.rbms_) == 1:

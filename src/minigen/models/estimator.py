@@ -156,8 +156,12 @@ class Estimator:
         state["kinds"] = numpy.array(json.dumps(kinds))
         return state
 
-    def load_state_dict(self, state):
-        """Restore what ``state_dict`` saved: all of it, or nothing (errors leave ``self`` unchanged)."""
+    def load_state_dict(self, state, device=None):
+        """Restore what ``state_dict`` saved: all of it, or nothing (errors leave ``self`` unchanged).
+
+        The fitted arrays go to ``device`` ('cpu' or 'cuda'); None: the estimator's own ``device``
+        setting where it has one (the RBM's), else the host.
+        """
         if not isinstance(state, dict):
             raise TypeError(f"state must be a dict (from state_dict() or minigen.load), got "
                             f"{type(state).__name__}")
@@ -175,7 +179,10 @@ class Estimator:
             raise ValueError(f"state has settings {sorted(unknown)} that "
                              f"{type(self).__name__}.__init__ does not take")
         kinds = json.loads(str(numpy.asarray(state["kinds"])))
-        device = getattr(self, "device", None) if isinstance(getattr(self, "device", None), str) else None
+        if device is None:
+            device = getattr(self, "device", None) if isinstance(getattr(self, "device", None), str) else None
+        else:
+            device = backend.check_device(device)
         fitted = {name: _unpack(kind, name, state, device) for name, kind in kinds.items()}
         for name in self._fitted_names():  # forget what an earlier fit left behind
             delattr(self, name)
@@ -259,7 +266,7 @@ def _unpack(kind, name, state, device):
     if kind == "estimator":
         cls = estimator_class(str(numpy.asarray(value["class"])))
         params = json.loads(str(numpy.asarray(value["params"])))
-        return cls(**params).load_state_dict(value)
+        return cls(**params).load_state_dict(value, device=device)
     if isinstance(kind, dict) and "dict" in kind:
         return {(tuple(key) if isinstance(key, list) else key): _unpack(item, str(i), value, device)
                 for i, (key, item) in enumerate(zip(kind["keys"], kind["dict"]))}

@@ -119,7 +119,7 @@ class RBM(Estimator):
         if X.shape[1] != n_units:
             raise ValueError(f"{name} must have shape (n_samples, {n_units}), got shape {X.shape}")
         X = backend.get_array_module(self.components_).asarray(X, dtype=self.components_.dtype)
-        return _check_values(X, name, values)
+        return check_values(X, name, values)
 
     # ---- energies and conditionals ----------------------------------------------------------
     def energy(self, v, h):
@@ -202,7 +202,7 @@ class RBM(Estimator):
         if self.device is not None:
             X = backend.to_device(X, backend.check_device(self.device))
         xp = backend.get_array_module(X)
-        X = _check_values(X.astype(dtype, copy=False), "X", "unit")
+        X = check_values(X.astype(dtype, copy=False), "X", "unit")
         n, D = X.shape
         rng = self._generator(None, xp)
         self.n_features_in_ = D
@@ -368,8 +368,9 @@ class RBM(Estimator):
         return self.gibbs(v, n_gibbs, rng, return_probabilities)
 
 
-def _check_values(X, name, values):
-    """Raise unless X is binary (``values='binary'``) or in [0, 1] (``'unit'``); returns X."""
+def check_values(X, name, values):
+    """Raise unless the array X is binary (``values='binary'``) or in [0, 1] (``'unit'``); returns
+    X. Shared with the DBN."""
     check_option(values, "values", ("binary", "unit"))
     if values == "binary" and bool(((X != 0) & (X != 1)).any()):
         bad = float(X[(X != 0) & (X != 1)][0])
