@@ -30,7 +30,10 @@ ELBO never decreases. With phi at its optimum the phi terms collapse to a log-no
                   + log G(lambda_kw)) - log G(sum_w lambda_kw)]
 
 (G the gamma function). One sweep of ``fit``: the E step (phi and gamma updates, alternated per
-document until gamma settles, warm-started from the previous sweep), then the lambda update.
+document until gamma settles) run from the previous sweep's gamma and from a fresh random one,
+keeping for each document the one with the higher bound (where minigen departs from the paper:
+a warm start alone never lowers the ELBO but leaves short documents stuck in their first local
+optimum; scikit-learn's fresh start alone can lower it), then the lambda update.
 ``tol`` is the change of the ELBO per word between sweeps. The perplexity of documents is
 exp(-(sum of their ELBO terms) / n_words) at the fitted q(beta): the topic terms belong to the
 training fit, not to the documents scored.
