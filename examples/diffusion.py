@@ -17,7 +17,7 @@ bits/dim * D log 2. Digits: the shared held-out 300 images are the test split (t
 levels become 17 of the 256 bins). The bound is *not* comparable with the binarised models'
 NLLs (different data), only with other 8-bit likelihoods.
 
-Writes to --out: samples.png (64 samples), reverse_process.png (rows: samples; columns: x_t
+Writes to --out: model.npz (the trained model: minigen.models.DDPM.load), samples.png (64 samples), reverse_process.png (rows: samples; columns: x_t
 from t = T, pure noise, down to x_0), loss.png (training loss per epoch, and the test bound's
 terms per step).
 """
@@ -144,6 +144,9 @@ def main():
         bar.set_postfix(loss=history[-1])
     train_time = time.perf_counter() - start
     print(f"trained {args.epochs} epochs in {train_time:.1f} s; final simple loss {history[-1]:.4f}")
+    os.makedirs(args.out, exist_ok=True)
+    model.save(os.path.join(args.out, "model.npz"))
+    print(f"wrote {os.path.join(args.out, 'model.npz')} (DDPM.load(path) rebuilds it)")
 
     model.eval()
     start = time.perf_counter()
@@ -156,7 +159,6 @@ def main():
     print(f"  decoder L_0 {terms[:, 0].mean() / per_dim:.3f}, KL terms {terms[:, 1:-1].sum(1).mean() / per_dim:.3f}, "
           f"prior L_T {terms[:, -1].mean() / per_dim:.2e} bits/dim")
 
-    os.makedirs(args.out, exist_ok=True)
     start = time.perf_counter()
     samples = model.sample(64, generator=args.seed)
     save_grid(to_unit(samples.numpy()), args.out, "samples.png", nrow=8,

@@ -159,14 +159,33 @@ def test_samples_from_the_optimal_denoiser_follow_the_data():
     (KS test). Unit data variance is where sigma_t^2 = beta_t is the exact reverse variance (Ho
     et al., Sec. 3.2); for narrower data it is the upper choice and samples come out wider."""
     model = gaussian_ddpm(0.3, 1.0, 100, "linear")
-    x = to_host(model.sample(4000, generator=0))[:, 0]
+    x = to_host(model.sample(4000, generator=0, clip_denoised=False))[:, 0]  # data beyond [-1, 1]
     assert kstest(x, norm(0.3, 1.0).cdf).pvalue > 0.01
-    narrow = to_host(gaussian_ddpm(0.3, 0.04, 100, "linear").sample(4000, generator=0))[:, 0]
+    narrow = to_host(gaussian_ddpm(0.3, 0.04, 100, "linear").sample(4000, generator=0, clip_denoised=False))[:, 0]
     assert 1.0 < narrow.std() / 0.2 < 1.1
     x0, trajectory = model.sample(5, generator=3, return_trajectory=True)
     assert trajectory.shape == (101, 5, 1)
     np.testing.assert_array_equal(to_host(trajectory[-1]), to_host(x0))
     np.testing.assert_array_equal(to_host(model.sample(5, generator=3)), to_host(x0))  # reproducible
+
+
+@settings(max_examples=10)
+@given(st.sampled_from(["linear", "cosine"]), st.integers(2, 200), st.data())
+def test_reverse_mean_is_eq_11_and_the_clip_keeps_x0_in_range(schedule, timesteps, data):
+    """mu~(x0_hat, x_t) with x0_hat from Eq. 15 is Eq. 11: (x_t - beta_t / sqrt(1 - abar_t) eps) / sqrt(alpha_t)."""
+    t = data.draw(st.integers(0, timesteps - 1))
+    xt = np.array([[data.draw(st.floats(-3, 3))]])
+    model = gaussian_ddpm(data.draw(st.floats(-0.5, 0.5)), data.draw(st.floats(0.05, 2.0)), timesteps, schedule)
+    eps = to_host(model(Tensor(on_device(xt)), np.array([t])))
+    beta, ab = model.betas[t], model.alpha_bar[t]
+    eq11 = (xt - beta / math.sqrt(1 - ab) * eps) / math.sqrt(1 - beta)
+    mean, var = model.p_mean_variance(xt, [t], clip_denoised=False)
+    np.testing.assert_allclose(to_host(mean), eq11, rtol=1e-7, atol=1e-9 / math.sqrt(ab))
+    assert to_host(var)[0, 0] == pytest.approx(beta)
+    clipped, _ = model.p_mean_variance(xt, [t])  # the mean of a clipped x0_hat in [-1, 1]
+    q_lo, _ = model.q_posterior(np.array([[-1.0]]), xt, [t])
+    q_hi, _ = model.q_posterior(np.array([[1.0]]), xt, [t])
+    assert to_host(q_lo)[0, 0] - 1e-9 <= to_host(clipped)[0, 0] <= to_host(q_hi)[0, 0] + 1e-9
 
 
 @settings(max_examples=3)

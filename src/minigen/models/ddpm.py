@@ -35,7 +35,9 @@ Training minimises the simplified objective (Eq. 14), t ~ Uniform{1..T}, eps ~ N
     L_simple = E || eps - eps_theta(sqrt(abar_t) x_0 + sqrt(1 - abar_t) eps, t) ||^2
 
 and sampling is Algorithm 2: x_T ~ N(0, I); x_{t-1} = mu_theta(x_t, t) + sigma_t z, z ~ N(0, I)
-(z = 0 at t = 1).
+(z = 0 at t = 1). By default mu_theta is computed, as in Ho et al.'s code, from the predicted
+x_0 = (x_t - sqrt(1 - abar_t) eps_theta) / sqrt(abar_t) clipped to [-1, 1] and put into the
+posterior mean mu~_t (equal to Eq. 11 without the clip; see ``p_mean_variance``).
 
 Conventions, where the paper leaves a choice: timesteps in code are 0-based, ``t = 0..T-1``
 standing for the paper's t = 1..T (as in Ho et al.'s code); L_simple averages over pixels as
@@ -220,13 +222,27 @@ class DDPM(nn.Module):
         variance = Tensor(self._xp().broadcast_to(self._coef(self.posterior_variance, t, x0), x0.shape))
         return mean, variance
 
-    def p_mean_variance(self, xt, t):
-        """(mu_theta(x_t, t), sigma_t^2) of the reverse step p(x_{t-1} | x_t) (Eq. 11)."""
+    def predict_x0(self, xt, t, eps):
+        """x_0 recovered from x_t and a noise prediction by inverting Eq. 4 (the paper's Eq. 15)."""
+        return (xt - self._coef(numpy.sqrt(1 - self.alpha_bar), t, xt) * eps) \
+            * self._coef(1 / numpy.sqrt(self.alpha_bar), t, xt)
+
+    def p_mean_variance(self, xt, t, clip_denoised=True):
+        """(mu_theta(x_t, t), sigma_t^2) of the reverse step p(x_{t-1} | x_t).
+
+        mu_theta is the posterior mean mu~_t(x0_hat, x_t) at x0_hat = ``predict_x0``, which is
+        Eq. 11 exactly (Ho et al.'s Eq. 10 -> 11). With ``clip_denoised`` x0_hat is first clipped
+        to the data's range [-1, 1], as Ho et al.'s code does for sampling and for the bound:
+        where abar_t is tiny (the last steps of the cosine schedule, alpha_T = 0.001) Eq. 11
+        multiplies the noise prediction's error by 1 / sqrt(alpha_t), and the clip bounds it.
+        Any mean gives a valid p and so a valid bound; clip_denoised=False is Eq. 11 as printed.
+        """
         xt = self._check_x(xt, "xt")
         t = self._check_t(t, xt.shape[0])
-        eps = self.denoiser(xt, t)
-        mean = (xt - self._coef(self.betas / numpy.sqrt(1 - self.alpha_bar), t, xt) * eps) \
-            * self._coef(1 / numpy.sqrt(self.alphas), t, xt)
+        x0_hat = self.predict_x0(xt, t, self.denoiser(xt, t))
+        if clip_denoised:
+            x0_hat = F.clip(x0_hat, -1.0, 1.0)
+        mean, _ = self.q_posterior(x0_hat, xt, t)
         return mean, Tensor(self._xp().broadcast_to(self._coef(self.betas, t, xt), xt.shape))
 
     # ------------------------------------------------------------------ training
@@ -246,11 +262,12 @@ class DDPM(nn.Module):
         return F.mse_loss(eps, noise)
 
     # ------------------------------------------------------------------ sampling
-    def sample(self, n, generator=None, return_trajectory=False):
+    def sample(self, n, generator=None, return_trajectory=False, clip_denoised=True):
         """n images by Algorithm 2 (ancestral sampling from x_T ~ N(0, I) down to x_0).
 
         Returns x_0 (n, *image_shape), or with ``return_trajectory`` also every state as one
-        tensor (T + 1, n, *image_shape): x_T, x_{T-1}, ..., x_0.
+        tensor (T + 1, n, *image_shape): x_T, x_{T-1}, ..., x_0. ``clip_denoised``: see
+        ``p_mean_variance``.
         """
         n = check_int(n, "n", minimum=1)
         xp = self._xp()
@@ -263,7 +280,7 @@ class DDPM(nn.Module):
             x = Tensor(normal((n,) + self.image_shape))
             states = [x.data] if return_trajectory else None
             for step in reversed(range(self.timesteps)):
-                mean, variance = self.p_mean_variance(x, numpy.full(n, step))
+                mean, variance = self.p_mean_variance(x, numpy.full(n, step), clip_denoised)
                 if step > 0:
                     x = mean + Tensor(xp.sqrt(variance.data) * normal(x.shape))
                 else:
@@ -273,10 +290,11 @@ class DDPM(nn.Module):
         return (x, Tensor(xp.stack(states))) if return_trajectory else x
 
     # ------------------------------------------------------------------ the bound
-    def nll_bound_terms(self, x0, generator=None):
+    def nll_bound_terms(self, x0, generator=None, clip_denoised=True):
         """The bound's terms per example, (N, T + 1), in nats: column 0 is L_0 = -log p(x_0 | x_1)
         (the discretised decoder), column t (1 <= t < T) is the KL term at 0-based step t (the
         paper's L_t, drawn with one x_{t+1} ~ q), column T is L_T = KL(q(x_T | x_0) || N(0, I)).
+        ``clip_denoised``: see ``p_mean_variance``.
         """
         x0 = self._check_x(x0)
         xp = self._xp()
@@ -292,7 +310,7 @@ class DDPM(nn.Module):
             for step in range(T):
                 t = numpy.full(n, step)
                 xt = self.q_sample(x0, t, generator=rng)
-                mean, variance = self.p_mean_variance(xt, t)
+                mean, variance = self.p_mean_variance(xt, t, clip_denoised)
                 if step == 0:  # L_0, Eq. 13
                     log_p = discretized_gaussian_log_likelihood(x0.data, mean.data, xp.sqrt(variance.data))
                     terms[:, 0] = -log_p.sum(axis=axes)
@@ -307,11 +325,12 @@ class DDPM(nn.Module):
             terms[:, T] = prior_kl.data.sum(axis=axes)
         return Tensor(terms)
 
-    def nll_bound(self, x0, generator=None):
+    def nll_bound(self, x0, generator=None, clip_denoised=True):
         """The variational bound L >= -log p(x_0) (Eq. 5), per example (N,), in nats: an unbiased
         one-sample-per-step estimate, the sum of ``nll_bound_terms``."""
-        return Tensor(self.nll_bound_terms(x0, generator).data.sum(axis=1))
+        return Tensor(self.nll_bound_terms(x0, generator, clip_denoised).data.sum(axis=1))
 
-    def bits_per_dim(self, x0, generator=None):
+    def bits_per_dim(self, x0, generator=None, clip_denoised=True):
         """``nll_bound`` in bits per pixel value, (N,): L / (D log 2), D = prod(image_shape)."""
-        return Tensor(self.nll_bound(x0, generator).data / (math.prod(self.image_shape) * math.log(2)))
+        bound = self.nll_bound(x0, generator, clip_denoised).data
+        return Tensor(bound / (math.prod(self.image_shape) * math.log(2)))
