@@ -100,7 +100,7 @@ def plot(history, terms, dims, path):
 
 def main():
     parser = example_parser(__doc__)
-    parser.add_argument("--epochs", type=positive_int, default=None, help="default: 50 on digits, 5 on MNIST")
+    parser.add_argument("--epochs", type=positive_int, default=None, help="default: 30 on digits, 5 on MNIST")
     parser.add_argument("--batch-size", type=positive_int, default=64)
     parser.add_argument("--lr", type=positive_float, default=2e-3)
     parser.add_argument("--timesteps", type=positive_int, default=100, help="diffusion steps T (paper: 1000)")
@@ -112,7 +112,7 @@ def main():
                         help="test images for the bound (default: all on digits, 1000 on MNIST)")
     args = parse_args(parser, "diffusion")
     mnist = args.dataset == "mnist"
-    args.epochs = args.epochs or (5 if mnist else 50)
+    args.epochs = args.epochs or (5 if mnist else 30)
     args.eval_images = args.eval_images or (1000 if mnist else None)
 
     minigen.manual_seed(args.seed)

@@ -2,7 +2,7 @@
 canvas holding two digits is labelled with its digit's class, or background.
 
     python examples/unet_segmentation.py                 # 16x16 canvases of bundled digits (a few minutes)
-    python examples/unet_segmentation.py --epochs 30 --base-channels 16
+    python examples/unet_segmentation.py --epochs 30 --base-channels 32
 
 The task: two 8x8 digits side by side (left/right or top/bottom, each shifted at random along
 the other axis) on a 16x16 canvas. A pixel whose intensity is at least 0.25 belongs to its
@@ -114,10 +114,10 @@ def plot_loss(history, path):
 
 def main():
     parser = example_parser(__doc__)
-    parser.add_argument("--epochs", type=positive_int, default=8)
+    parser.add_argument("--epochs", type=positive_int, default=12)
     parser.add_argument("--batch-size", type=positive_int, default=32)
-    parser.add_argument("--lr", type=positive_float, default=3e-3)
-    parser.add_argument("--base-channels", type=positive_int, default=8)
+    parser.add_argument("--lr", type=positive_float, default=2e-3)
+    parser.add_argument("--base-channels", type=positive_int, default=16)
     parser.add_argument("--depth", type=positive_int, default=2)
     parser.add_argument("--n-train", type=positive_int, default=1500, help="training canvases")
     parser.add_argument("--n-test", type=positive_int, default=300, help="held-out canvases")
