@@ -78,9 +78,3 @@ def test_gradcheck_log_prob(name, seed, scale):
             return x, flow.base_log_prob(z) - log_det
         assert minigen.gradcheck(density_of_sample, [z] + params)
 
-
-def test_every_transform_with_parameters_is_gradchecked_in_all_of_them():
-    for name in CASES:
-        t, _ = make(name, 0, 0.5)
-        for p in t.parameters():
-            assert p.dtype == np.float64
