@@ -53,3 +53,5 @@ from .ising import IsingModel
 from .lda import LatentDirichletAllocation
 from .vqvae2 import VQVAE2
 from .gan import GAN
+from .autoencoder import Autoencoder
+from .hierarchical_vae import HierarchicalVAE
