@@ -15,3 +15,4 @@ from .group_norm import *  # noqa: F401,F403
 from .silu import *  # noqa: F401,F403
 from .timestep_embedding import *  # noqa: F401,F403
 from .unet import *  # noqa: F401,F403
+from .mlp import *  # noqa: F401,F403
