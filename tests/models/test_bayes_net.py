@@ -214,9 +214,11 @@ def test_conditional_linear_gaussian_log_prob_sampling_and_fit():
     assert fitted.score(samples) == pytest.approx(float(to_host(fitted.score_samples(samples)).mean()))
 
 
-@pytest.mark.parametrize("net", ["discrete", "gaussian"])
+@pytest.mark.parametrize("net", ["discrete", "gaussian", "fitted gaussian"])
 def test_state_dict_round_trip(net, tmp_path):
-    net = random_network(7, n_nodes=4) if net == "discrete" else gaussian_lecture_network()
+    net = {"discrete": lambda: random_network(7, n_nodes=4), "gaussian": gaussian_lecture_network,
+           "fitted gaussian": lambda: BayesianNetwork(LECTURE_PARENTS, {}).fit(
+               gaussian_lecture_network().sample(100, random_state=0))}[net]()
     path = minigen.save(net.state_dict(), tmp_path / "net.npz")
     loaded = BayesianNetwork({"only": ()}, {}).load_state_dict(minigen.load(path))
     assert loaded.nodes == net.nodes and repr(loaded) == repr(net)

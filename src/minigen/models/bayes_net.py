@@ -101,7 +101,8 @@ def _cycle(parents, placed):
         path.append(node)
         node = next(p for p in parents[node] if p not in placed)
     cycle = path[path.index(node):][::-1]  # parent -> child order
-    first = min(range(len(cycle)), key=lambda i: list(parents).index(cycle[i]))  # start at the first-listed node
+    listed = list(parents)
+    first = min(range(len(cycle)), key=lambda i: listed.index(cycle[i]))  # the first-listed node
     cycle = cycle[first:] + cycle[:first]
     return [repr(n) for n in cycle + [cycle[0]]]
 
@@ -206,8 +207,8 @@ class BayesianNetwork(Estimator):
         return self
 
     def _check_complete(self):
-        missing = [n for n in self.nodes
-                   if n not in (getattr(self, "cpts_", None) or {}) and n not in (getattr(self, "cpds_", None) or {})]
+        given = set(getattr(self, "cpts_", {})) | set(getattr(self, "cpds_", {}))
+        missing = [n for n in self.nodes if n not in given]
         if missing:
             raise NotFittedError(f"this BayesianNetwork has no CPT/CPD for {', '.join(map(repr, missing))}; "
                                  "call fit(data) or set_cpt/set_cpd first")
@@ -226,8 +227,11 @@ class BayesianNetwork(Estimator):
         the device of the array ``like`` when given (the parameters)."""
         if like is not None:
             device = backend.device_of(like)
-            data = {n: backend.to_device(c, device) for n, c in data.items()} if isinstance(data, dict) \
-                else backend.to_device(numpy.asarray(data) if isinstance(data, (list, tuple)) else data, device)
+            if isinstance(data, dict):
+                data = {n: backend.to_device(c, device) for n, c in data.items()}
+            else:
+                data = backend.to_device(numpy.asarray(data) if isinstance(data, (list, tuple)) else data,
+                                         device)
         nodes = self.nodes
         if isinstance(data, dict):
             missing = [n for n in nodes if n not in data]
@@ -338,12 +342,15 @@ class BayesianNetwork(Estimator):
         alpha = check_float(alpha, "alpha", minimum=0)
         columns = self._columns(data)
         xp = get_array_module(*columns.values())
-        self.cpts_, self.cpds_ = {}, {}
-        for node in self.nodes:
-            if self._is_discrete(node):
-                self.cpts_[node] = self._fit_cpt(node, columns, alpha, xp)
-            else:
-                self.cpds_[node] = self._fit_linear_gaussian(node, columns, xp)
+        cpts = {node: self._fit_cpt(node, columns, alpha, xp)
+                for node in self.nodes if self._is_discrete(node)}
+        cpds = {node: self._fit_linear_gaussian(node, columns, xp)
+                for node in self.nodes if not self._is_discrete(node)}
+        for name, value in (("cpts_", cpts), ("cpds_", cpds)):
+            if value:
+                setattr(self, name, value)
+            elif hasattr(self, name):  # none of that kind: no attribute (as set_cpt/set_cpd leave it)
+                delattr(self, name)
         return self
 
     def _fit_cpt(self, node, columns, alpha, xp):

@@ -89,7 +89,8 @@ class IsingModel(Estimator):
         if not bool(xp.all(xp.isfinite(J))) or not bool(xp.all(xp.isfinite(h))):
             raise ValueError("J and h must hold only finite values")
         if not bool(xp.all(J == J.T)):
-            raise ValueError(f"J must be symmetric; the largest |J - J^T| is {float(xp.abs(J - J.T).max()):.3g}")
+            raise ValueError(f"J must be symmetric; the largest |J - J^T| is "
+                             f"{float(xp.abs(J - J.T).max()):.3g}")
         if bool(xp.any(xp.diagonal(J) != 0)):
             raise ValueError("J must have a zero diagonal (s_i^2 = 1 adds only a constant)")
         self.J = J
