@@ -156,7 +156,7 @@ def plot_training(history, path, args):
     get = lambda key: np.array([h[key] for h in history])  # noqa: E731
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
     ax = axes[0]
-    ax.plot(epochs, get("train_loss"), label="train loss (kl_weight * KL + rec.)", color="0.6")
+    ax.plot(epochs, get("train_loss"), label="train loss (weighted KL + rec., free bits)", color="0.6")
     ax.plot(epochs, -get("elbo"), label="test -ELBO = reconstruction + KL")
     ax.plot(epochs, -get("reconstruction"), label="test reconstruction -E_q[log p(x|z)]")
     ax.set_xlabel("epoch")
@@ -174,7 +174,7 @@ def plot_training(history, path, args):
     weight.set_ylim(0, max(args.beta, 1e-3) * 1.1)
     lines = ax.get_legend_handles_labels()
     more = weight.get_legend_handles_labels()
-    ax.legend(lines[0] + more[0], lines[1] + more[1], fontsize=8, loc="center right")
+    ax.legend(lines[0] + more[0], lines[1] + more[1], fontsize=8, loc="lower right")
     ax = axes[2]
     ax.plot(epochs, get("active"), color="C2")
     ax.set_ylim(-0.3, history[0]["latent_dim"] + 0.3)

@@ -102,7 +102,7 @@ def test_raising_beta_lowers_the_kl_and_raises_the_reconstruction_error():
         rng = np.random.default_rng(0)
         for _ in range(100):
             optimizer.zero_grad()
-            model.loss(x[arr(rng.integers(0, 300, 100))], generator=rng).backward()
+            model.loss(x[arr(rng.integers(0, 300, 100))]).backward()  # noise: the global generator, seeded above
             optimizer.step()
         terms = model.elbo(x, n_samples=10, generator=0)
         kl.append(to_host(terms.kl).mean())
@@ -183,7 +183,8 @@ def test_spatial_latent_shapes_and_locality():
     z_flat = np.zeros((1, 32))
     base = to_host(flat.decode(arr(z_flat)).logits)
     z_flat[0, 0] = 3.0
-    assert np.all(np.abs(to_host(flat.decode(arr(z_flat)).logits) - base) > 0)  # a flat latent reaches every pixel
+    changed = np.abs(to_host(flat.decode(arr(z_flat)).logits) - base)[0, 0] > 1e-12
+    assert changed[7:, 7:].any()  # a flat latent is not local: it reaches pixels outside any one window
 
 
 def test_conditional_spatial_conv_vae_interface():

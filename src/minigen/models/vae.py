@@ -210,7 +210,8 @@ class VAEBase(nn.Module):
         if y is None:
             raise ValueError(f"this {type(self).__name__} is class-conditional (n_classes="
                              f"{self.n_classes}): pass the labels y")
-        y = backend.to_numpy(y.data if isinstance(y, Tensor) else _asarray(y, "y"))
+        y = y.data if isinstance(y, Tensor) else y
+        y = backend.to_numpy(y if hasattr(y, "dtype") else _asarray(y, "y"))
         y = numpy.full(n, y) if numpy.ndim(y) == 0 else y
         if y.dtype.kind not in "iu":
             raise TypeError(f"labels y must be integers in [0, {self.n_classes}), got dtype {y.dtype}")
@@ -238,8 +239,8 @@ class VAEBase(nn.Module):
         """
         shape = (n_samples, n, self.latent_dim)
         if eps is None:
-            draw = get_generator(generator, self._xp()).standard_normal(shape)
-            return Tensor(draw.astype(self.dtype, copy=False))
+            draw = get_generator(generator, self._xp()).standard_normal(shape)  # a NumPy generator draws on the host
+            return Tensor(backend.to_device(draw.astype(self.dtype, copy=False), self.device))
         eps = self._tensor(eps, "eps")
         if n_samples == 1 and eps.shape == shape[1:]:
             eps = F.reshape(eps, shape)
