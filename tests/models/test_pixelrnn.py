@@ -1,0 +1,228 @@
+"""PixelRNN (Row LSTM and Diagonal BiLSTM): causality by perturbation, no blind spot of the
+Diagonal BiLSTM, exact normalisation, sampling distribution, gradients, the skew and the fused
+recurrence against direct references, bad input."""
+import itertools
+
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+from scipy import stats
+
+import minigen
+import minigen.functional as F
+from devices import on_device, to_host
+from minigen.models import PixelRNN
+from minigen.models.pixelrnn import lstm_over_steps, skew, unskew
+
+VARIANTS = ["row", "diagonal"]
+
+
+def make(variant, seed=0, scale=None, **kwargs):
+    """A tiny float64 PixelRNN; ``scale`` multiplies every weight (randomises class tables) so the
+    conditionals are far from uniform."""
+    minigen.manual_seed(seed)
+    kwargs = {"hidden_channels": 3, "n_layers": 2, "kernel_size": 3, **kwargs}
+    model = PixelRNN(variant=variant, **kwargs).double()
+    if scale is not None:
+        rng = np.random.default_rng(seed)
+        for name, p in model.named_parameters():
+            if "class" in name:
+                p.data[...] = on_device(rng.standard_normal(p.shape))
+            else:
+                p.data *= scale
+    return model
+
+
+def all_images(C, H, W, V):
+    """Every image of the given shape, (V^(CHW), C, H, W)."""
+    return np.array(list(itertools.product(range(V), repeat=C * H * W))).reshape(-1, C, H, W)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("C, V, shape", [(1, 2, (4, 4)), (3, 2, (3, 3))])
+def test_causal_by_perturbation(variant, C, V, shape):
+    """For every (pixel, channel) i in generation order: redrawing every value at or after i
+    leaves the logits at i unchanged (all perturbations of all i in one forward pass)."""
+    model = make(variant, in_channels=C, n_values=V, hidden_channels=3)
+    H, W = shape
+    rng = np.random.default_rng(1)
+    x = rng.integers(0, V, (1, C, H, W))
+    order = (np.arange(H * W).reshape(1, H, W) * C + np.arange(C)[:, None, None])  # (C, H, W)
+    positions = list(itertools.product(range(C), range(H), range(W)))
+    copies = 4
+    batch = np.repeat(x, len(positions) * copies, axis=0)
+    for k, (ch, r, c) in enumerate(positions):
+        later = order >= order[ch, r, c]
+        for j in range(copies):
+            new = rng.integers(0, V, (C, H, W))
+            batch[k * copies + j][later] = new[later]
+    base = model(x).numpy()
+    logits = model(batch).numpy()
+    changed = 0
+    for k, (ch, r, c) in enumerate(positions):
+        for j in range(copies):
+            np.testing.assert_allclose(logits[k * copies + j, :, ch, r, c], base[0, :, ch, r, c],
+                                       rtol=0, atol=1e-12,
+                                       err_msg=f"channel {ch} of pixel ({r},{c}) sees the future")
+        changed += not np.allclose(logits[k * copies:(k + 1) * copies], base)
+    assert changed > len(positions) // 2  # perturbations do change later logits: the test has power
+
+
+def dependence(model, x, r, c):
+    """|d logits at pixel (r, c) / d one-hot input|, summed over values and batch: (H, W)."""
+    h = minigen.tensor(model.one_hot(model.check_x(x)).data, requires_grad=True)
+    logits = model.network(h)
+    g = np.zeros(logits.shape)
+    g[:, :, 0, r, c] = np.random.default_rng(0).standard_normal(g[:, :, 0, r, c].shape)
+    logits.backward(on_device(g))
+    N, _, H, W = x.shape
+    return np.abs(to_host(h.grad)).reshape(N, model.n_values, H, W).sum(axis=(0, 1))
+
+
+def test_diagonal_bilstm_has_no_blind_spot_but_row_lstm_has():
+    """The logits of the last pixel of a 5 x 6 image depend on every earlier pixel under the
+    Diagonal BiLSTM (one layer, 3x3 mask-A input); the Row LSTM's triangular field misses the top
+    right corner."""
+    H, W = 5, 6
+    x = np.random.default_rng(2).integers(0, 2, (2, 1, H, W))
+    earlier = (np.arange(H * W) < H * W - 1).reshape(H, W)
+    dep = dependence(make("diagonal", n_layers=1), x, H - 1, W - 1)
+    assert (dep[earlier] > 1e-12).all(), f"unseen earlier pixels:\n{(dep > 1e-12).astype(int)}"
+    assert dep[~earlier].max() == 0
+    # the Row LSTM at pixel (H-1, 0): the field grows one column per row up, so (0, W-1) is unseen
+    dep = dependence(make("row", n_layers=1), x, H - 1, 0)
+    assert dep[0, W - 1] == 0 and dep[H - 2, 0] > 0
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("H, W, classes", [(2, 2, None), (3, 3, None), (2, 2, 2)])
+def test_log_prob_sums_to_one_over_all_binary_images(variant, H, W, classes):
+    model = make(variant, scale=2.0, n_classes=classes)
+    images = all_images(1, H, W, 2)
+    for y in ([None] if classes is None else range(classes)):
+        p = np.exp(model.log_prob(images, y=y).numpy())
+        assert p.sum() == pytest.approx(1.0, abs=1e-10)
+        assert p.max() > 1.2 / len(images)  # not trivially uniform
+    if classes is not None:  # the label changes the distribution
+        assert not np.allclose(model.log_prob(images, y=0).numpy(), model.log_prob(images, y=1).numpy())
+
+
+def test_log_prob_sums_to_one_with_rgb_channel_masks():
+    model = make("diagonal", scale=2.0, in_channels=2, n_values=2, hidden_channels=2)
+    p = np.exp(model.log_prob(all_images(2, 2, 2, 2)).numpy())
+    assert p.sum() == pytest.approx(1.0, abs=1e-10)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_samples_follow_the_model_distribution(variant):
+    model = make(variant, scale=2.5)
+    images = all_images(1, 2, 2, 2)
+    p = np.exp(model.log_prob(images).numpy())
+    n = 3000
+    s = model.sample(n, (2, 2), generator=1).numpy().reshape(n, 4)
+    counts = np.bincount(s @ (2 ** np.arange(3, -1, -1)), minlength=16)
+    assert stats.chisquare(counts, p * n).pvalue > 1e-3
+    assert stats.chisquare(counts, np.full(16, n / 16)).pvalue < 1e-6  # the test has power
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_sampling_is_reproducible_from_the_generator(variant):
+    model = make(variant)
+    a, b = (model.sample(3, (3, 2), generator=7).numpy() for _ in range(2))
+    np.testing.assert_array_equal(a, b)
+
+
+@settings(max_examples=4, deadline=None)
+@given(variant=st.sampled_from(VARIANTS), H=st.integers(1, 3), W=st.integers(1, 3),
+       seed=st.integers(0, 100))
+def test_gradcheck_loss(variant, H, W, seed):
+    model = make(variant, seed=seed, scale=1.5, n_values=3, hidden_channels=2, n_classes=2)
+    x = np.random.default_rng(seed).integers(0, 3, (2, 1, H, W))
+    params = list(model.parameters())
+    assert minigen.gradcheck(lambda *ps: model.loss(x, y=[0, 1]), params)
+
+
+def test_loss_and_bits_per_dim_agree_with_log_prob():
+    model = make("diagonal", scale=2.0)
+    x = np.random.default_rng(3).integers(0, 2, (4, 1, 3, 4))
+    log_p = model.log_prob(x).numpy()
+    assert float(model.loss(x).numpy()) == pytest.approx(-log_p.mean())
+    np.testing.assert_allclose(model.bits_per_dim(x).numpy(), -log_p / (12 * np.log(2)))
+    assert not model.bits_per_dim(x).requires_grad
+
+
+def test_skew_and_unskew():
+    x = minigen.tensor(np.arange(2 * 3 * 4, dtype=float).reshape(1, 2, 3, 4))
+    s = skew(x).numpy()
+    assert s.shape == (1, 2, 3, 6)
+    for r in range(3):  # row r shifted right by r, zeros elsewhere
+        np.testing.assert_array_equal(s[0, :, r, r:r + 4], x.numpy()[0, :, r])
+        assert np.delete(s[0, :, r], np.arange(r, r + 4), axis=1).sum() == 0
+    np.testing.assert_array_equal(unskew(skew(x), 4).numpy(), x.numpy())
+
+
+def test_fused_recurrence_matches_a_step_by_step_convolution():
+    """lstm_over_steps (one banded matrix, fused op) equals the LSTM step written with conv2d on
+    the previous row: gates = xw_t + K^ss * h_{t-1} (a 1 x 3 convolution), Eq. 3."""
+    rng = np.random.default_rng(4)
+    N, h, L, T = 2, 3, 5, 4
+    xw = rng.standard_normal((N, h, 4, L, T))
+    kernel = rng.standard_normal((4 * h, h, 3))
+    out = lstm_over_steps(minigen.tensor(xw), minigen.tensor(kernel), h, (-1, 0, 1)).numpy()
+    sig = lambda z: 1 / (1 + np.exp(-z))  # noqa: E731
+    state, cell = np.zeros((N, h, 1, L)), np.zeros((N, h, L))
+    for t in range(T):
+        ss = F.conv2d(minigen.tensor(state), minigen.tensor(kernel[:, :, None, :]), None, 1,
+                      (0, 1)).numpy()[:, :, 0]  # (N, 4h, L), gate-major
+        z = xw[:, :, :, :, t].transpose(0, 2, 1, 3).reshape(N, 4 * h, L) + ss
+        i, f, g, o = sig(z[:, :h]), sig(z[:, h:2 * h]), np.tanh(z[:, 2 * h:3 * h]), sig(z[:, 3 * h:])
+        cell = f * cell + i * g
+        state = (o * np.tanh(cell))[:, :, None]
+        np.testing.assert_allclose(out[..., t], state[:, :, 0], atol=1e-12)
+
+
+GOOD = np.zeros((2, 1, 3, 3), dtype=int)
+BAD_INPUT = [  # (name, call(variant), exception, message pattern)
+    ("value 2 for binary", lambda v: make(v).log_prob(GOOD + 2), ValueError, r"\[0, 2\)"),
+    ("negative value", lambda v: make(v).log_prob(GOOD - 1), ValueError, r"\[0, 2\)"),
+    ("fractional value", lambda v: make(v).loss(GOOD + 0.5), ValueError, "whole numbers"),
+    ("NaN pixel", lambda v: make(v).log_prob(np.full((1, 1, 2, 2), np.nan)), ValueError, "finite"),
+    ("3-D x", lambda v: make(v).log_prob(np.zeros((2, 3, 3), dtype=int)), ValueError,
+     r"\(N, 1, H, W\)"),
+    ("wrong channels", lambda v: make(v).log_prob(np.zeros((2, 2, 3, 3), dtype=int)), ValueError,
+     r"\(N, 1, H, W\)"),
+    ("0x0 image", lambda v: make(v).log_prob(np.zeros((2, 1, 0, 0), dtype=int)), ValueError,
+     r"H, W >= 1"),
+    ("x is None", lambda v: make(v).log_prob(None), TypeError, "numeric array"),
+    ("y for an unconditional model", lambda v: make(v).log_prob(GOOD, y=[0, 1]), ValueError,
+     "unconditional"),
+    ("labels missing", lambda v: make(v, n_classes=3).log_prob(GOOD), ValueError, "labels"),
+    ("label out of range", lambda v: make(v, n_classes=3).log_prob(GOOD, y=[0, 3]), ValueError,
+     r"\[0, 3\)"),
+    ("sample shape not a tuple", lambda v: make(v).sample(1, 5), TypeError, "shape must be"),
+    ("zero-size sample shape", lambda v: make(v).sample(1, (0, 2)), ValueError, "positive"),
+    ("n = 0 samples", lambda v: make(v).sample(0, (2, 2)), ValueError, "n must be >= 1"),
+    ("zero temperature", lambda v: make(v).sample(1, (2, 2), temperature=0), ValueError,
+     "temperature"),
+    ("bad variant", lambda v: PixelRNN(variant="column"), ValueError,
+     r"variant must be one of 'row', 'diagonal', got 'column'"),
+    ("hidden_channels not a multiple", lambda v: PixelRNN(in_channels=3, hidden_channels=8,
+                                                          variant=v), ValueError, "hidden_channels"),
+    ("hidden_channels 0", lambda v: PixelRNN(hidden_channels=0, variant=v), ValueError,
+     "hidden_channels"),
+    ("n_layers 0", lambda v: PixelRNN(n_layers=0, variant=v), ValueError, "n_layers"),
+    ("n_values 1", lambda v: PixelRNN(n_values=1, variant=v), ValueError, "n_values"),
+    ("kernel_size even", lambda v: PixelRNN(kernel_size=4, variant=v), ValueError,
+     "kernel_size must be odd"),
+    ("row_kernel_size even", lambda v: PixelRNN(row_kernel_size=2, variant=v), ValueError,
+     "row_kernel_size must be odd"),
+    ("n_classes 0", lambda v: PixelRNN(n_classes=0, variant=v), ValueError, "n_classes"),
+]
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("call, error, match", [row[1:] for row in BAD_INPUT],
+                         ids=[row[0] for row in BAD_INPUT])
+def test_bad_input_is_rejected(variant, call, error, match):
+    with pytest.raises(error, match=match):
+        call(variant)
