@@ -55,3 +55,5 @@ from .vqvae2 import VQVAE2
 from .gan import GAN
 from .autoencoder import Autoencoder
 from .hierarchical_vae import HierarchicalVAE
+from .pixelrnn import PixelRNN
+from .dbm import DBM
