@@ -17,6 +17,13 @@ Reported, on the test lines, nats per sentence: the VAE's ELBO and its KL, its i
 log-likelihood estimate L_k (k = --iwae-samples), and the language model's exact -log p(x).
 Writes to --out: curves.png (KL per sentence and KL weight; reconstruction term), samples.txt
 (greedy decodings of z ~ p(z), reconstructions, homotopies between pairs of test lines).
+
+Measured here (2 shared cores, load average 10-18, OPENBLAS_NUM_THREADS=1), the defaults: 7084
+training lines, 4393 words, 555 steps in 1430 s. The posterior nearly collapsed once beta neared 1:
+the KL per sentence rose to ~18 nats while beta was ~0, then fell to 0.14 nats (test); test ELBO
+-33.07 nats per sentence, IWAE (k=100) -33.01, the LSTM language model -32.45 (exact). As in
+Bowman et al. (Table 2), the VAE's likelihood is a little below the language model's; with so
+small a KL the decoder barely uses z, so greedy decodings of different z are alike.
 """
 import os
 import time
@@ -48,7 +55,7 @@ def mean_over(batches, fn):
 
 def main():
     parser = example_parser(__doc__, dataset=False)
-    parser.add_argument("--epochs", type=positive_int, default=8)
+    parser.add_argument("--epochs", type=positive_int, default=5)
     parser.add_argument("--max-words", type=positive_int, default=8)
     parser.add_argument("--min-count", type=positive_int, default=3)
     parser.add_argument("--embedding", type=positive_int, default=64)
