@@ -126,9 +126,9 @@ class BayesianNetwork(Estimator):
         self.cardinality = cardinality
         _topological_order(parents, cardinality)
 
-    def load_state_dict(self, state):
+    def load_state_dict(self, state, device=None):
         """``Estimator.load_state_dict``, with the parent lists (JSON arrays) back as tuples."""
-        super().load_state_dict(state)
+        super().load_state_dict(state, device=device)
         self.parents = {node: tuple(pa) for node, pa in self.parents.items()}
         return self
 
@@ -306,10 +306,6 @@ class BayesianNetwork(Estimator):
     def score_samples(self, data):
         """(N,) per-example log-likelihood in nats: the same as ``log_prob``."""
         return self.log_prob(data)
-
-    def score(self, data):
-        """Mean log-likelihood per example, nats."""
-        return float(self.log_prob(data).mean())
 
     def sample(self, n_samples=1, random_state=None):
         """(n_samples, n_nodes) ancestral samples, columns in ``nodes`` order (int64 when every

@@ -129,14 +129,15 @@ class IsingModel(Estimator):
                 "kinds": numpy.array(json.dumps({})),
                 "J": backend.to_numpy(self.J), "h": backend.to_numpy(self.h)}
 
-    def load_state_dict(self, state):
-        """Restore ``J`` and ``h`` from ``state_dict()`` (checked like the constructor's)."""
+    def load_state_dict(self, state, device=None):
+        """Restore ``J`` and ``h`` from ``state_dict()`` (checked like the constructor's) onto
+        ``device`` ('cpu' or 'cuda'; None: the host, as ``Estimator.load_state_dict``)."""
         if not isinstance(state, dict) or "J" not in state or "h" not in state:
             raise ValueError("state must be a dict from IsingModel.state_dict() with keys 'J' and 'h'")
         saved = str(numpy.asarray(state.get("class")))
         if saved != _qualified_name(type(self)):
             raise ValueError(f"state holds a {saved}, not a {_qualified_name(type(self))}")
-        device = backend.device_of(self.J)
+        device = "cpu" if device is None else backend.check_device(device)
         other = type(self)(backend.to_device(numpy.asarray(state["J"]), device),
                            backend.to_device(numpy.asarray(state["h"]), device))
         self.J, self.h = other.J, other.h
@@ -186,10 +187,6 @@ class IsingModel(Estimator):
     def score_samples(self, s):
         """(N,) exact log p(s) = -E(s) - log Z in nats (n <= 20 spins)."""
         return -self.energy(s) - self.log_partition()
-
-    def score(self, s):
-        """Mean exact log p(s) per configuration, nats."""
-        return float(self.score_samples(s).mean())
 
     def sample(self, n_samples=1, random_state=None):
         """(n_samples, n) exact samples, drawn from the enumerated distribution (n <= 20 spins)."""

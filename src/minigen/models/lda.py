@@ -252,10 +252,6 @@ class LatentDirichletAllocation(Estimator):
         counts, gamma = self._infer(X)
         return self._document_elbo(counts, gamma, _dirichlet_expectation(self.components_))
 
-    def score(self, X):
-        """The mean of the documents' bounds (``score_samples``), nats per document."""
-        return float(self.score_samples(X).mean())
-
     def perplexity(self, X):
         """exp(-sum_d bound_d / number of words in X): an upper bound on the per-word perplexity
         of X under the fitted model (Blei et al. 2003, section 7.1). scikit-learn's perplexity
@@ -269,7 +265,7 @@ class LatentDirichletAllocation(Estimator):
         check_is_fitted(self, "components_")
         n_samples = check_int(n_samples, "n_samples", minimum=1)
         xp = get_array_module(self.components_)
-        rng = get_generator(random_state, xp)
+        rng = self._generator(random_state, xp)  # None: the random_state setting
         theta = rng.standard_gamma(xp.full((n_samples, self.n_topics), self.doc_topic_prior_))
         theta /= theta.sum(axis=1, keepdims=True)
         beta = rng.standard_gamma(self.components_)

@@ -93,10 +93,6 @@ class MarkovChain(Estimator):
         """(n_sequences,) per-sequence log-likelihood in nats: the same as ``log_prob``."""
         return self.log_prob(sequences)
 
-    def score(self, sequences):
-        """Mean log-likelihood per sequence, nats."""
-        return float(self.log_prob(sequences).mean())
-
     def sample(self, length, n_samples=1, random_state=None):
         """(n_samples, length) integer sequences drawn by ancestral sampling: x_1 ~ pi0,
         x_t ~ P[x_{t-1}]."""
