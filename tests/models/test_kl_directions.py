@@ -5,8 +5,12 @@ import scipy.stats as stats
 from hypothesis import given, settings, strategies as st
 
 import minigen
+from minigen import backend
 from minigen.models.kl_directions import (fit_mean_field_gaussian, gaussian_kl_forward,
                                           gaussian_kl_reverse)
+
+
+XP = backend.array_module_for(backend.default_device())
 
 
 @st.composite
@@ -37,14 +41,16 @@ def test_closed_form_kls_match_scipy_monte_carlo():
     m, log_s = np.array([0.2, -0.7]), np.log(np.array([0.8, 1.3]))
     p, q = stats.multivariate_normal(mean, cov), stats.multivariate_normal(m, np.diag(np.exp(log_s)))
     log_det = np.linalg.slogdet(cov)[1]
-    rev = gaussian_kl_reverse(minigen.tensor(m), minigen.tensor(log_s), mean, np.linalg.inv(cov), log_det)
-    fwd = gaussian_kl_forward(minigen.tensor(m), minigen.tensor(log_s), mean, cov, log_det)
+    on = lambda a: XP.asarray(a)  # noqa: E731  (the device under test)
+    rev = gaussian_kl_reverse(minigen.tensor(on(m)), minigen.tensor(on(log_s)), on(mean),
+                              on(np.linalg.inv(cov)), log_det)
+    fwd = gaussian_kl_forward(minigen.tensor(on(m)), minigen.tensor(on(log_s)), on(mean), on(cov), log_det)
     zq, zp = q.rvs(200000, random_state=rng), p.rvs(200000, random_state=rng)
     assert float(rev.item()) == pytest.approx(np.mean(q.logpdf(zq) - p.logpdf(zq)), abs=0.01)
     assert float(fwd.item()) == pytest.approx(np.mean(p.logpdf(zp) - q.logpdf(zp)), abs=0.01)
-    cov_inv = np.linalg.inv(cov)
-    assert minigen.gradcheck(lambda a, b: gaussian_kl_reverse(a, b, mean, cov_inv, log_det), [m, log_s])
-    assert minigen.gradcheck(lambda a, b: gaussian_kl_forward(a, b, mean, cov, log_det), [m, log_s])
+    cov_inv = on(np.linalg.inv(cov))
+    assert minigen.gradcheck(lambda a, b: gaussian_kl_reverse(a, b, on(mean), cov_inv, log_det), [m, log_s])
+    assert minigen.gradcheck(lambda a, b: gaussian_kl_forward(a, b, on(mean), on(cov), log_det), [m, log_s])
 
 
 @pytest.mark.parametrize("args, message", [
