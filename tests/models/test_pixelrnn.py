@@ -79,17 +79,31 @@ def dependence(model, x, r, c):
     return np.abs(to_host(h.grad)).reshape(N, model.n_values, H, W).sum(axis=(0, 1))
 
 
-def test_diagonal_bilstm_has_no_blind_spot_but_row_lstm_has():
-    """The logits of the last pixel of a 5 x 6 image depend on every earlier pixel under the
-    Diagonal BiLSTM (one layer, 3x3 mask-A input); the Row LSTM's triangular field misses the top
-    right corner."""
+@pytest.mark.parametrize("kernel_size, n_layers", [(3, 1), (3, 2), (5, 1)])
+def test_diagonal_bilstm_sees_every_earlier_pixel_but_the_previous_rows_end(kernel_size, n_layers):
+    """Dependence of the logits of every pixel (r, c) of a 5 x 6 image under the Diagonal BiLSTM.
+
+    The last pixel sees every earlier pixel (no blind spot). So does every pixel, with one
+    exception derived from causality: pixel (r-1, W-1) enters the features only at positions after
+    it, and of those only (r, 0..c) come before (r, c); there only the k x k mask-A layer reaches
+    up into row r-1, as far as column c + k//2. So (r, c) misses (r-1, W-1) when c + k//2 < W-1.
+    """
     H, W = 5, 6
     x = np.random.default_rng(2).integers(0, 2, (2, 1, H, W))
-    earlier = (np.arange(H * W) < H * W - 1).reshape(H, W)
-    dep = dependence(make("diagonal", n_layers=1), x, H - 1, W - 1)
-    assert (dep[earlier] > 1e-12).all(), f"unseen earlier pixels:\n{(dep > 1e-12).astype(int)}"
-    assert dep[~earlier].max() == 0
-    # the Row LSTM at pixel (H-1, 0): the field grows one column per row up, so (0, W-1) is unseen
+    model = make("diagonal", kernel_size=kernel_size, n_layers=n_layers)
+    order = np.arange(H * W).reshape(H, W)
+    for r, c in itertools.product(range(H), range(W)):
+        dep = dependence(model, x, r, c)
+        expected = order < order[r, c]
+        if r > 0 and c + kernel_size // 2 < W - 1:
+            expected[r - 1, W - 1] = False
+        np.testing.assert_array_equal(dep > 1e-12, expected, err_msg=f"pixel ({r},{c})")
+
+
+def test_row_lstm_has_a_blind_spot():
+    """The Row LSTM's field grows one column per row up: from (H-1, 0), (0, W-1) is unseen."""
+    H, W = 5, 6
+    x = np.random.default_rng(2).integers(0, 2, (2, 1, H, W))
     dep = dependence(make("row", n_layers=1), x, H - 1, 0)
     assert dep[0, W - 1] == 0 and dep[H - 2, 0] > 0
 

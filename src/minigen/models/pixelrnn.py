@@ -36,8 +36,12 @@ K^ss a 2 x 1 convolution over the previous column: skewed (r, j) reads (r-1, j-1
 i.e. the pixel above and the pixel to the left. The output is unskewed. A second LSTM (own
 weights) runs on the horizontally flipped map (right to left); its output, flipped back, is
 shifted down one row before being added, so pixel (r, c) gets the right-to-left state of
-(r-1, c), which has seen only rows <= r-1: causal, and together the two directions cover every
-earlier pixel (no blind spot, tested).
+(r-1, c), which has seen only rows <= r-1: causal, and together the two directions cover the
+whole context of the last pixel (no blind spot, tested). One pixel escapes some others, by
+causality alone: (r-1, W-1), the end of the previous row, enters the features only at positions
+after it, and of those only (r, 0..c) precede (r, c); there only the k x k mask-A layer reaches
+into row r-1, up to column c + k//2. So (r, c) does not see (r-1, W-1) when c + k//2 < W - 1
+(tested exactly); the paper's figure 4 draws the field as complete.
 
 Channels (Sec. 3.4): with C > 1 every masked layer splits its channels into C consecutive groups
 (R before G before B). The LSTM keeps them apart: the input-to-state outputs are laid out hidden
