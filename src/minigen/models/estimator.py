@@ -25,6 +25,7 @@ import warnings
 import numpy
 
 from .. import backend
+from ..utils.progress import progress
 from ..random import get_generator
 from ..validation import check_array, check_is_fitted, check_n_features
 
@@ -33,7 +34,7 @@ class ConvergenceWarning(UserWarning):
     """An iterative fit stopped at ``max_iter`` before its objective settled within ``tol``."""
 
 
-def coordinate_ascent(step, start, tol, max_iter, name):
+def coordinate_ascent(step, start, tol, max_iter, name, verbose=False):
     """Run ``step`` until the per-sample objective changes by at most ``tol``.
 
     ``start`` is the objective (per sample: mean log-likelihood, mean ELBO) at the starting
@@ -44,11 +45,13 @@ def coordinate_ascent(step, start, tol, max_iter, name):
 
     Returns ``(history, n_iter, converged)``; ``history[0]`` is ``start`` and ``history[t]`` the
     objective after sweep t. Warns with ``ConvergenceWarning`` when ``max_iter`` sweeps did not
-    converge.
+    converge. ``verbose``: a progress line (sweeps, rate, time left at most, objective).
     """
     history = [float(start)]
-    for n_iter in range(1, max_iter + 1):
+    sweeps = progress(range(1, max_iter + 1), desc=name, disable=not verbose)
+    for n_iter in sweeps:
         history.append(float(step()))
+        sweeps.set_postfix(objective=f"{history[-1]:.6g}")
         if not math.isfinite(history[-1]):
             raise FloatingPointError(f"{name}: the objective became {history[-1]} at iteration "
                                      f"{n_iter}; check the data scale and the regularisation")
@@ -260,6 +263,8 @@ def _unpack(kind, name, state, device):
     """Rebuild what ``_pack`` stored under ``name`` in the dict ``state``."""
     if kind == "none":
         return None
+    if isinstance(kind, dict) and not kind.get("dict", kind.get("list", True)) and name not in state:
+        return {} if "dict" in kind else ([] if not kind["tuple"] else ())  # empty: no key saved
     if name not in state:
         raise ValueError(f"state is missing the fitted attribute {name!r}")
     value = state[name]
