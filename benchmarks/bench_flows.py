@@ -173,17 +173,17 @@ def part_mnist(args):
     budget = 60 * args.minutes
     while epoch < args.epochs and time.perf_counter() - start < budget:
         epoch += 1
-        total = 0.0
+        total, epoch_steps = 0.0, 0
         for batch in loader:
             optimizer.zero_grad()
             loss = model.loss(flows.dequantize(batch, generator=generator))
             loss.backward()
             optimizer.step()
             total += loss.item()
-            steps += 1
+            steps, epoch_steps = steps + 1, epoch_steps + 1
             if time.perf_counter() - start > budget:
                 break
-        print(f"epoch {epoch}: {steps} steps, train -log p {total / len(loader):.1f} nats "
+        print(f"epoch {epoch}: {steps} steps, train -log p {total / epoch_steps:.1f} nats "
               f"({time.perf_counter() - start:.0f} s)", flush=True)
     log_p, bpd = test_figures(model, test_x)
     elapsed = time.perf_counter() - start
