@@ -24,6 +24,9 @@ the KL per sentence rose to ~18 nats while beta was ~0, then fell to 0.14 nats (
 -33.07 nats per sentence, IWAE (k=100) -33.01, the LSTM language model -32.45 (exact). As in
 Bowman et al. (Table 2), the VAE's likelihood is a little below the language model's; with so
 small a KL the decoder barely uses z, so greedy decodings of different z are alike.
+With --epochs 4 --word-dropout 0.5 --warmup 444 (beta rising over all steps), 263 s: KL 0.96 nats
+per sentence on the test lines, ELBO -34.02, IWAE -33.88; the greedy decodings of prior samples
+and the homotopies then vary a little ("i , my lord ." / "what , my lord ." / "and <unk> ...").
 """
 import os
 import time
