@@ -1,7 +1,9 @@
 """PixelRNN (Row LSTM and Diagonal BiLSTM): causality by perturbation, no blind spot of the
 Diagonal BiLSTM, exact normalisation, sampling distribution, gradients, the skew and the fused
 recurrence against direct references, bad input."""
+import importlib.util
 import itertools
+import os
 
 import numpy as np
 import pytest
@@ -240,3 +242,25 @@ BAD_INPUT = [  # (name, call(variant), exception, message pattern)
 def test_bad_input_is_rejected(variant, call, error, match):
     with pytest.raises(error, match=match):
         call(variant)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_log_prob_and_gradients_match_an_independent_pytorch_implementation(variant):
+    """benchmarks/bench_pixelrnn.py writes the network with a conv1d of the previous row / diagonal
+    per step (no banded matrix, no fused op), skew by padding each row, in PyTorch."""
+    torch = pytest.importorskip("torch")
+    path = os.path.join(os.path.dirname(__file__), "..", "..", "benchmarks", "bench_pixelrnn.py")
+    spec = importlib.util.spec_from_file_location("bench_pixelrnn", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    model = make(variant, scale=1.5, n_layers=2, hidden_channels=3)
+    x = np.random.default_rng(5).integers(0, 2, (3, 1, 4, 5))
+    torch_log_prob, torch_params = bench.torch_pixelrnn(model)
+    ours, theirs = model.log_prob(x), torch_log_prob(x)
+    np.testing.assert_allclose(ours.numpy(), theirs.detach().numpy(), rtol=1e-10)
+    ours.sum().backward()
+    theirs.sum().backward()
+    assert isinstance(theirs, torch.Tensor)
+    for name, p in model.named_parameters():
+        np.testing.assert_allclose(to_host(p.grad), torch_params[name].grad.numpy(), rtol=1e-8,
+                                   atol=1e-12, err_msg=name)
