@@ -14,3 +14,4 @@ from .ops.special import *  # noqa: F401,F403
 from .ops.group_norm import *  # noqa: F401,F403
 from .ops.silu import *  # noqa: F401,F403
 from .ops.timestep_embedding import *  # noqa: F401,F403
+from .ops.masked_conv import *  # noqa: F401,F403
