@@ -10,6 +10,11 @@ examples/pixelcnn.py); the test images are the shared held-out split, binarised 
 seed (common.binarize_test). All models get the same epochs, batches, learning rate and seed.
 The default sizes are small so that all three models train in a few minutes on 2 cores; the
 paper's MNIST model is the Diagonal BiLSTM with 7 layers of h = 16 (--layers 7 --hidden 16).
+Measured (OPENBLAS_NUM_THREADS=1 python examples/pixelrnn.py --epochs 10, 2 cores shared with
+other jobs, load average ~6; 5.5 minutes in all): test NLL after 10 epochs, nats per image on the
+300 held-out 8x8 digits: Row LSTM 24.32 (22,402 parameters, 83 s), Diagonal BiLSTM 24.30 (20,482
+parameters, 228 s), PixelCNN 24.65 (9,538 parameters, 22 s). The three are within 0.4 nats here:
+on 8x8 images two LSTM layers already see (nearly) the whole context.
 Writes to --out (default out/pixelrnn):
   nll_curve.png   test NLL per epoch of every model (nats per image; train NLL dashed)
   samples.png     binarised test images beside the samples of every model
