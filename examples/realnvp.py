@@ -17,6 +17,10 @@ samples_t0.7.png (temperature 0.7: z ~ N(0, 0.7^2 I), as in Glow), interpolation
 z(t) = cos(t) z_a + sin(t) z_b for t from 0 to pi/2 between the codes of two test images, as
 the RealNVP paper interpolates; first and last columns are the two images' reconstructions),
 bits_per_dim.png (train and test bits/dim per epoch), model.npz.
+
+Measured (defaults, seed 0): test 5.026 bits/dim (222.97 nats per image) after 20 epochs, still
+falling (epoch 10: 5.429, epoch 16: 5.117); one training step takes about 0.17 s of CPU (24 per
+epoch), so 20 epochs are about 1.5 CPU-minutes.
 """
 import math
 import os
