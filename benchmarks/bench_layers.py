@@ -3,13 +3,16 @@
 For each layer, forward + backward through minigen is timed and printed beside
   * "GEMMs alone": the same matrix products (same shapes and layouts) timed on their own, and
   * "FLOP bound": the layer's matmul FLOPs at the peak GEMM rate measured at start-up,
-so the overhead (copies, im2col/col2im, Python) is the ratio. Goal: within 2x of the GEMMs.
-Also prints the peak memory (tracemalloc) of one conv2d forward+backward, and PyTorch's time
-for the same computation when torch happens to be installed.
+so the overhead (copies, im2col/col2im, Python) is the ratio, and beside PyTorch's time for the
+same computation when torch happens to be installed. Where minigen has a fast path (the masked
+convolutions, which skip the taps their mask zeroes) its plain reference path is timed beside it.
+Also prints the peak memory (tracemalloc) of one conv2d forward+backward. ``measure`` and
+``table`` are reused by run_all.py.
 
     python benchmarks/bench_layers.py [--repeats 7]
 """
 import argparse
+import os
 import tracemalloc
 
 import numpy as np
@@ -77,7 +80,8 @@ def conv_case(rng, torch):
     if torch is not None:
         tx, tconv = torch.tensor(x.numpy(), requires_grad=True), torch.nn.Conv2d(32, 64, 3, padding=1)
         theirs = torch_fwd_bwd(torch, lambda: tconv(tx))
-    return fwd_bwd(lambda: conv(x), rng), conv_products(64, 32, 64, 3, 14, 14), theirs
+    return dict(run=fwd_bwd(lambda: conv(x), rng), products=conv_products(64, 32, 64, 3, 14, 14),
+                torch=theirs)
 
 
 def conv_transpose_case(rng, torch):
@@ -92,22 +96,40 @@ def conv_transpose_case(rng, torch):
         tx = torch.tensor(x.numpy(), requires_grad=True)
         tdeconv = torch.nn.ConvTranspose2d(32, 64, 4, stride=2, padding=1)
         theirs = torch_fwd_bwd(torch, lambda: tdeconv(tx))
-    return fwd_bwd(lambda: deconv(x), rng), products, theirs
+    return dict(run=fwd_bwd(lambda: deconv(x), rng), products=products, torch=theirs)
 
 
 def masked_stack_case(rng, torch):
-    """PixelCNN stack on 32x1x28x28: type A 7x7 (1 -> 64), four type B 3x3 (64 -> 64), relu between."""
+    """PixelCNN stack on 32x1x28x28: type A 7x7 (1 -> 64), four type B 3x3 (64 -> 64), relu between.
+
+    minigen's fast path (F.masked_conv2d, the live taps only) beside its plain reference
+    (F.conv2d with the masked weight, every tap); the FLOP bound counts the live taps only
+    (24 of 49 for the 7x7 type A, 5 of 9 for each 3x3 type B), on the output pixels.
+    """
     images = minigen.tensor(rng.random((32, 1, 28, 28)), dtype="float32")
     layers = [nn.MaskedConv2d(1, 64, 7, "A")] + [nn.MaskedConv2d(64, 64, 3, "B") for _ in range(4)]
 
-    def stack():
+    def stack(conv):
         h = images
-        for i, layer in enumerate(layers):
-            h = layer(h) if i == 0 else layer(F.relu(h))
+        for i, m in enumerate(layers):
+            h = conv(h if i == 0 else F.relu(h), m)
         return h
-    products = conv_products(32, 1, 64, 7, 28, 28, need_x=False)
-    for _ in range(4):
-        products += conv_products(32, 64, 64, 3, 28, 28)
+
+    def fast(h, m):
+        return F.masked_conv2d(h, m.weight, m.mask, m.bias, m.padding, m.dilation)
+
+    def reference(h, m):
+        return F.conv2d(h, m.weight * m.mask, m.bias, 1, m.padding, m.dilation)
+    # the fast path's GEMMs: (L, T*C) @ (T*C, O) forward, its two gradients; L = 32*Hp*Wp - max shift
+    products, live_flops = [], 0
+    for i, m in enumerate(layers):
+        taps, c = len(F.live_taps(m.mask)), m.in_channels
+        (kh, kw), (ph, pw) = m.kernel_size, m.padding
+        hp, wp = 28 + 2 * ph, 28 + 2 * pw
+        length = 32 * hp * wp - ((kh - 1) * wp + kw - 1)
+        products += [(length, taps * c, 64, False), (taps * c, length, 64, False)]
+        products += [(length, 64, taps * c, True)] if i else []  # no input gradient for the images
+        live_flops += 2 * 32 * 28 * 28 * taps * c * 64 * (3 if i else 2)
     theirs = None
     if torch is not None:
         timages = torch.tensor(images.numpy())
@@ -120,7 +142,8 @@ def masked_stack_case(rng, torch):
                 h = torch.nn.functional.conv2d(h if i == 0 else torch.relu(h), w * mask, b, padding=pad)
             return h
         theirs = torch_fwd_bwd(torch, tstack)
-    return fwd_bwd(stack, rng), products, theirs
+    return dict(run=fwd_bwd(lambda: stack(fast), rng), reference=fwd_bwd(lambda: stack(reference), rng),
+                products=products, flops=live_flops, torch=theirs)
 
 
 def lstm_case(rng, torch):
@@ -136,51 +159,89 @@ def lstm_case(rng, torch):
     if torch is not None:
         tseq, tlstm = torch.tensor(seq.numpy(), requires_grad=True), torch.nn.LSTM(i_size, hidden)
         theirs = torch_fwd_bwd(torch, lambda: tlstm(tseq)[0])
-    return fwd_bwd(lambda: lstm(seq)[0], rng), products, theirs
+    return dict(run=fwd_bwd(lambda: lstm(seq)[0], rng), products=products, torch=theirs)
 
 
-def report(name, ms, gemm_ms, flops, rate, torch_ms):
-    bound = flops / rate / 1e6
-    theirs = f"   PyTorch {torch_ms:7.2f} ms" if torch_ms is not None else ""
-    print(f"{name:<40s} minigen {ms:8.2f} ms   GEMMs alone {gemm_ms:7.2f} ms ({ms / gemm_ms:4.2f}x)"
-          f"   FLOP bound {bound:7.2f} ms ({ms / bound:4.2f}x, {flops / 1e9:.2f} GFLOP){theirs}")
+CASES = [("conv2d 64x32x14x14 -> 64, 3x3, pad 1", conv_case),
+         ("conv_transpose2d 32 -> 64, 4x4, stride 2", conv_transpose_case),
+         ("masked-conv stack, 5 x 64 ch, 32x1x28x28", masked_stack_case),
+         ("LSTM 64 -> 128, 50 steps, batch 32", lstm_case)]
+
+
+def ratio(a, b):
+    return "-" if a is None or b is None else f"{a / b:.2f}x"
+
+
+def milliseconds(t):
+    return "-" if t is None else f"{t:.2f} ms"
+
+
+def measure(repeats, torch, report_memory=True):
+    """(GEMM rate in GFLOP/s, rows): one row per case, times in ms, None where not measured.
+
+    Row keys: work, minigen, reference (the plain path, where a faster one replaces it), gemms
+    (the same GEMMs timed alone), bound (the FLOPs at the peak GEMM rate), torch.
+    """
+    rng = np.random.default_rng(0)
+    minigen.manual_seed(0)
+    rate = gemm_rate(repeats)
+    rows = []
+    for name, make_case in CASES:
+        case = make_case(rng, torch)
+        gemms, flops = gemm_job(case["products"], rng)
+        fns = {"minigen": case["run"], "gemms": gemms}
+        if case.get("reference") is not None:
+            fns["reference"] = case["reference"]
+        ms = {k: 1e3 * t for k, t in median_times(fns, repeats, warmup=1).items()}
+        # PyTorch's worker threads keep spinning after each call: timed apart, not interleaved
+        torch_ms = 1e3 * median_times({"torch": case["torch"]}, repeats, warmup=1)["torch"] \
+            if case["torch"] else None
+        rows.append(dict(work=name, minigen=ms["minigen"], reference=ms.get("reference"),
+                         gemms=ms["gemms"], bound=case.get("flops", flops) / rate / 1e6, torch=torch_ms))
+        if report_memory and make_case is conv_case:
+            tracemalloc.start()
+            case["run"]()
+            peak = tracemalloc.get_traced_memory()[1]
+            tracemalloc.stop()
+            cols_mb = 32 * 9 * 64 * 14 * 14 * 4 / 2 ** 20
+            print(f"peak memory of one conv2d forward+backward (tracemalloc): {peak / 2 ** 20:.1f} MiB"
+                  f" (its im2col buffer: {cols_mb:.1f} MiB)")
+    return rate, rows
+
+
+def table(rows):
+    """The rows as a markdown table, ratios first."""
+    lines = ["| work | minigen / PyTorch | minigen / FLOP bound | minigen / its GEMMs | minigen / "
+             "plain reference | minigen | plain reference | PyTorch | FLOP bound |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['work']} | {ratio(r['minigen'], r['torch'])} | {ratio(r['minigen'], r['bound'])} "
+                     f"| {ratio(r['minigen'], r['gemms'])} | {ratio(r['minigen'], r['reference'])} "
+                     f"| {milliseconds(r['minigen'])} | {milliseconds(r['reference'])} "
+                     f"| {milliseconds(r['torch'])} | {milliseconds(r['bound'])} |")
+    return "\n".join(lines)
+
+
+def import_torch():
+    """torch, or None when it is not installed (it is never a dependency)."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    return torch
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=7)
     args = parser.parse_args()
-    try:
-        import torch
-    except ImportError:
-        torch = None
-    r = args.repeats
-    rng = np.random.default_rng(0)
-    minigen.manual_seed(0)
-    rate = gemm_rate(r)
-    print(f"peak float32 GEMM rate (1024^3): {rate:.1f} GFLOP/s; forward + backward, medians of {r} runs"
-          + ("" if torch is None else f"; PyTorch {torch.__version__} with {torch.get_num_threads()} threads")
-          + "\n")
-    cases = [("conv2d 64x32x14x14 -> 64, 3x3 pad 1", conv_case),
-             ("conv_transpose2d 32 -> 64, 4x4 stride 2", conv_transpose_case),
-             ("masked conv stack, 5 x 64 ch, 32x28x28", masked_stack_case),
-             ("LSTM 64 -> 128, 50 steps, batch 32", lstm_case)]
-    for name, make_case in cases:
-        run, products, torch_run = make_case(rng, torch)
-        gemms, flops = gemm_job(products, rng)
-        seconds = median_times({"minigen": run, "gemms": gemms}, r, warmup=1)
-        ms, gemm_ms = 1e3 * seconds["minigen"], 1e3 * seconds["gemms"]
-        # PyTorch's worker threads keep spinning after each call: timed apart, not interleaved
-        torch_ms = 1e3 * median_times({"torch": torch_run}, r, warmup=1)["torch"] if torch_run else None
-        report(name, ms, gemm_ms, flops, rate, torch_ms)
-        if make_case is conv_case:
-            tracemalloc.start()
-            run()
-            peak = tracemalloc.get_traced_memory()[1]
-            tracemalloc.stop()
-            cols_mb = 32 * 9 * 64 * 14 * 14 * 4 / 2 ** 20
-            print(f"    peak memory of one conv2d forward+backward (tracemalloc): {peak / 2 ** 20:.1f} MiB"
-                  f" (its im2col buffer: {cols_mb:.1f} MiB)")
+    torch = import_torch()
+    rate, rows = measure(args.repeats, torch)
+    print(f"peak float32 GEMM rate (1024^3): {rate:.1f} GFLOP/s; forward + backward, medians of "
+          f"{args.repeats} runs" + ("" if torch is None else
+                                    f"; PyTorch {torch.__version__} with {torch.get_num_threads()} threads")
+          + f"; load average {os.getloadavg()[0]:.1f}\n")
+    print(table(rows))
 
 
 if __name__ == "__main__":
