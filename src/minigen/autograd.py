@@ -33,7 +33,6 @@ thread evaluating under ``no_grad()`` does not switch recording off for another.
 """
 import functools
 import threading
-import weakref
 
 import numpy
 
@@ -159,8 +158,8 @@ class Function:
 
         y = Exp()(x)
 
-    When recording, the call also notes the version of every tensor (input or output) whose
-    array ``forward`` kept on ``self``, so that backward can refuse to use stale values.
+    When recording, the call also notes the versions of the inputs and of the output, so that
+    backward can refuse to use values that were changed in place after they were saved.
     """
 
     def __call__(self, *inputs):
@@ -169,19 +168,25 @@ class Function:
         _check_same_device(self, inputs)
         # Python scalars take the dtype of the tensors they meet (x * 2.0 stays float32).
         float_dtype = next((t.dtype for t in tensors if t.dtype.kind == "f"), None)
-        arrays = [_as_array(x, xp, float_dtype, self, i) for i, x in enumerate(inputs)]
+        arrays = [x.data if getattr(x, "_is_minigen_tensor", False) else _as_array(x, xp, float_dtype, self, i)
+                  for i, x in enumerate(inputs)]
         self.input_shapes = [a.shape for a in arrays]
         try:
             out = self.forward(*arrays)
         except ValueError as e:  # e.g. NumPy's "operands could not be broadcast together"
             shapes = " and ".join(str(tuple(shape)) for shape in self.input_shapes)
             raise ValueError(f"{type(self).__name__} got inputs of shapes {shapes}: {e}") from e
-        if _switches.anomaly:
+        switches = _switches  # this thread's
+        if switches.anomaly:
             _check_finite(self, [out], "forward")
         result = Tensor(out)
-        if _switches.grad_enabled and any(t.requires_grad for t in tensors):
-            self.saved_versions = _saved_versions(self, inputs, result)
+        if switches.grad_enabled and any(t.requires_grad for t in tensors):
             self.inputs = [x if getattr(x, "_is_minigen_tensor", False) else None for x in inputs]
+            # Versions now, to compare at backward time (see _check_saved_versions).
+            self.input_versions = [None if x is None else (
+                0 if x._version_cell is None else x._version_cell[0], id(x.data)) for x in self.inputs]
+            self.output_version = result._version_cell = [0]
+            self.output_id = id(out)
             self.needs_input_grad = [x is not None and x.requires_grad for x in self.inputs]
             self.freed = False
             result.requires_grad = True
@@ -199,44 +204,46 @@ class Function:
         self.__dict__ = {"freed": True}
 
 
-def _saved_versions(fn, inputs, result):
-    """(position, tensor, version) for each tensor whose memory ``fn`` saved on itself.
-
-    position is the input's index, or None for the output (held by a weak reference, so the
-    Function does not keep its own output alive).
-    """
-    saved = [v for v in fn.__dict__.values() if hasattr(v, "base") and hasattr(v, "dtype")]
-    if not saved:
-        return ()
-    versions = []
-    for i, x in enumerate(inputs):
-        if getattr(x, "_is_minigen_tensor", False) and _shares_memory(saved, x.data):
-            versions.append((i, x, x._version))
-    if any(v is result.data for v in saved):
-        versions.append((None, weakref.ref(result), 0))
-    return versions
-
-
-def _shares_memory(saved, array):
-    """True if one of the ``saved`` arrays is ``array`` or a view of the memory it lives in."""
-    root = array if array.base is None else array.base
-    return any(v is array or v is root or v.base is root for v in saved)
-
-
 def _check_saved_versions(fn):
-    for position, x, version in fn.saved_versions:
-        if position is None:
-            x = x()  # the output, if still alive
-            if x is None:
-                continue
-        if x._version != version:
-            which = "its output" if position is None else f"its input {position + 1}"
-            raise RuntimeError(
-                f"one of the tensors that {type(fn).__name__} saved for backward ({which}, of "
-                f"shape {x.shape}) was modified in place after the forward pass: its version is "
-                f"{x._version}, it was {version}. An optimizer step, an in-place method (add_, "
-                f"copy_, ...), load_state_dict or Module.to changed it, so the gradient would use "
-                f"the new values. Call backward() before such updates, or recompute the loss.")
+    """Raise if a tensor whose memory ``fn`` saved was updated in place since the forward pass.
+
+    Cheap when nothing changed (compares a few version numbers). When a version did change,
+    the tensor matters only if ``fn`` kept its memory: one of the arrays on ``fn`` is the
+    tensor's array at forward time, or its array now or a view of the memory that lives in
+    (compared by the ids of the arrays and of their ``base``, the array owning the memory). ``x + 1`` keeps nothing of x,
+    so x may change after it, as in PyTorch.
+    """
+    changed = [i for i, (x, version) in enumerate(zip(fn.inputs, fn.input_versions))
+               if x is not None and x._version != version[0]]
+    if not changed and fn.output_version[0] == 0:
+        return
+    saved = set()
+    for value in fn.__dict__.values():
+        base = getattr(value, "base", _MISSING)
+        if base is not _MISSING:
+            saved.add(id(value))
+            if base is not None:
+                saved.add(id(base))
+    for i in changed:
+        a = fn.inputs[i].data  # now; its array at forward time may since have been replaced
+        version, forward_id = fn.input_versions[i]
+        if forward_id in saved or id(a) in saved or (a.base is not None and id(a.base) in saved):
+            _raise_modified(fn, f"its input {i + 1}", a.shape, fn.inputs[i]._version, version)
+    if fn.output_version[0] != 0 and fn.output_id in saved:
+        _raise_modified(fn, "its output", None, fn.output_version[0], 0)
+
+
+_MISSING = object()
+
+
+def _raise_modified(fn, which, shape, now, then):
+    of_shape = "" if shape is None else f", of shape {tuple(shape)}"
+    raise RuntimeError(
+        f"one of the tensors that {type(fn).__name__} saved for backward ({which}{of_shape}) was "
+        f"modified in place after the forward pass: its version is {now}, it was {then}. An "
+        f"optimizer step, an in-place method (add_, copy_, ...), load_state_dict or Module.to "
+        f"changed it, so the gradient would use the new values. Call backward() before such "
+        f"updates, or recompute the loss.")
 
 
 def _check_same_device(fn, inputs):
@@ -293,13 +300,14 @@ class Tensor:
             data = data.data
         if isinstance(data, numpy.generic):  # NumPy gives scalars for 0-d results; keep arrays
             data = numpy.asarray(data)
-        dtype = getattr(data, "dtype", None)
-        if dtype is None or not hasattr(data, "shape"):
+        try:
+            kind = data.dtype.kind
+        except AttributeError:
             raise TypeError(f"Tensor(data) wraps a NumPy or CuPy array, got a "
                             f"{type(data).__name__}; build a tensor from lists or numbers with "
-                            f"minigen.tensor(data)")
-        if dtype.kind not in NUMERIC_KINDS:
-            raise TypeError(f"tensors hold numbers or booleans, got an array of dtype {dtype}")
+                            f"minigen.tensor(data)") from None
+        if kind not in NUMERIC_KINDS:
+            raise TypeError(f"tensors hold numbers or booleans, got an array of dtype {data.dtype}")
         self.data = data
         self.grad = None
         self._creator = None

@@ -338,16 +338,18 @@ class Adam(Optimizer):
 
 
 class _Reference:
-    """Shared by the reference optimisers: the parameter list and ``zero_grad`` (to None)."""
+    """Shared by the reference optimisers: the parameter list and ``zero_grad``."""
 
     def __init__(self, params):
         self.params = [params] if isinstance(params, Tensor) else list(params)
         if not self.params:
             raise ValueError("optimizer got an empty parameter list")
 
-    def zero_grad(self):
+    def zero_grad(self, set_to_none=False):
+        """Zero every gradient (or set it to None: the parameter is then skipped), as ``SGD``'s."""
         for p in self.params:
-            p.grad = None
+            p.grad = None if set_to_none or not p.requires_grad else \
+                backend.get_array_module(p.data).zeros_like(p.data)
 
 
 class ReferenceSGD(_Reference):

@@ -96,6 +96,8 @@ class Module:
         _MODULE_CLASSES[_qualified_name(cls)] = cls
         if "__init__" in cls.__dict__:
             cls.__init__ = _recording(cls.__dict__["__init__"])
+        elif cls.__init__ is Module.__init__:  # e.g. Tanh: no __init__ of its own, none recorded
+            cls.__init__ = _recording(Module.__init__)
 
     def __init__(self):
         object.__setattr__(self, "_parameters", OrderedDict())
