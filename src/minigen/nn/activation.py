@@ -22,9 +22,6 @@ class LeakyReLU(Module):
     def forward(self, x):
         return F.leaky_relu(x, self.negative_slope)
 
-    def extra_repr(self):
-        return f"negative_slope={self.negative_slope}"
-
 
 class ELU(Module):
     """x for x > 0, alpha (e^x - 1) otherwise."""
@@ -35,9 +32,6 @@ class ELU(Module):
 
     def forward(self, x):
         return F.elu(x, self.alpha)
-
-    def extra_repr(self):
-        return f"alpha={self.alpha}"
 
 
 class Sigmoid(Module):
@@ -64,9 +58,6 @@ class Softplus(Module):
     def forward(self, x):
         return F.softplus(x) if self.beta == 1 else F.softplus(x * self.beta) / self.beta
 
-    def extra_repr(self):
-        return f"beta={self.beta}"
-
 
 class Softmax(Module):
     """e^x_i / sum_j e^x_j along ``dim``."""
@@ -77,9 +68,6 @@ class Softmax(Module):
 
     def forward(self, x):
         return F.softmax(x, axis=self.dim)
-
-    def extra_repr(self):
-        return f"dim={self.dim}"
 
 
 class LogSoftmax(Softmax):

@@ -54,11 +54,6 @@ class Conv2d(_ConvNd):
         check_channels(type(self).__name__, x, self.in_channels)
         return F.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation)
 
-    def extra_repr(self):
-        return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
-                f"stride={self.stride}, padding={self.padding}, dilation={self.dilation}, "
-                f"bias={self.bias is not None}")
-
 
 class ConvTranspose2d(_ConvNd):
     """Transposed convolution, weight (in_channels, out_channels, kh, kw), as in PyTorch."""
@@ -74,11 +69,6 @@ class ConvTranspose2d(_ConvNd):
         check_channels("ConvTranspose2d", x, self.in_channels)
         return F.conv_transpose2d(x, self.weight, self.bias, self.stride, self.padding,
                                   self.output_padding, self.dilation)
-
-    def extra_repr(self):
-        return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
-                f"stride={self.stride}, padding={self.padding}, "
-                f"output_padding={self.output_padding}, bias={self.bias is not None}")
 
 
 def pixelcnn_mask(out_channels, in_channels, kernel_size, mask_type, channel_groups=1):
@@ -140,8 +130,3 @@ class MaskedConv2d(Conv2d):
     def forward(self, x):
         check_channels("MaskedConv2d", x, self.in_channels)
         return F.conv2d(x, self.weight * self.mask, self.bias, 1, self.padding, self.dilation)
-
-    def extra_repr(self):
-        return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
-                f"mask_type={self.mask_type!r}, channel_groups={self.channel_groups}, "
-                f"padding={self.padding}, dilation={self.dilation}, bias={self.bias is not None}")

@@ -19,6 +19,3 @@ class Dropout(Module):
 
     def forward(self, x):
         return F.dropout(x, self.p, self.training, self.generator)
-
-    def extra_repr(self):
-        return f"p={self.p}"

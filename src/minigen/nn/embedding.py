@@ -20,6 +20,3 @@ class Embedding(Module):
 
     def forward(self, indices):
         return F.embedding(indices, self.weight)
-
-    def extra_repr(self):
-        return f"{self.num_embeddings}, {self.embedding_dim}"

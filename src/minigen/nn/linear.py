@@ -35,10 +35,6 @@ class Linear(Module):
     def forward(self, x):
         return F.linear(x, self.weight, self.bias)
 
-    def extra_repr(self):
-        return (f"in_features={self.in_features}, out_features={self.out_features}, "
-                f"bias={self.bias is not None}")
-
 
 class Identity(Module):
     """Returns its input unchanged (a placeholder layer)."""
@@ -62,6 +58,3 @@ class Flatten(Module):
                              f"select a range of axes of an input of shape {tuple(x.shape)}")
         shape = x.shape[:start] + (math.prod(x.shape[start:end + 1]),) + x.shape[end + 1:]
         return F.reshape(x, shape)
-
-    def extra_repr(self):
-        return f"start_dim={self.start_dim}, end_dim={self.end_dim}"

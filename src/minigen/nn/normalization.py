@@ -23,9 +23,6 @@ class LayerNorm(Module):
     def forward(self, x):
         return F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
 
-    def extra_repr(self):
-        return f"{self.normalized_shape}, eps={self.eps}, elementwise_affine={self.weight is not None}"
-
 
 class _BatchNorm(Module):
     """Per-channel batch normalisation; ``running_mean``/``running_var`` are buffers.
@@ -64,10 +61,6 @@ class _BatchNorm(Module):
         use_batch_stats = self.training or self.running_mean is None
         return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias,
                             use_batch_stats, self.momentum, self.eps)
-
-    def extra_repr(self):
-        return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, "
-                f"affine={self.weight is not None}, track_running_stats={self.running_mean is not None}")
 
 
 class BatchNorm1d(_BatchNorm):

@@ -10,9 +10,6 @@ class _Pool2d(Module):
         super().__init__()
         self.kernel_size, self.stride, self.padding = kernel_size, stride, padding
 
-    def extra_repr(self):
-        return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
-
 
 class MaxPool2d(_Pool2d):
     """Maximum over kernel_size windows (stride defaults to kernel_size), as in PyTorch."""
@@ -41,6 +38,3 @@ class Upsample(Module):
 
     def forward(self, x):
         return F.upsample_nearest(x, self.scale_factor)
-
-    def extra_repr(self):
-        return f"scale_factor={self.scale_factor}, mode={self.mode!r}"

@@ -59,9 +59,6 @@ class LSTMCell(Module):
                             getattr(self, "bias_ih", None), getattr(self, "bias_hh", None), h, c)
         return states[0, 0], states[1, 0]
 
-    def extra_repr(self):
-        return f"{self.input_size}, {self.hidden_size}, bias={self.bias}"
-
 
 class LSTM(Module):
     """A stack of ``num_layers`` LSTM layers over a sequence, as in PyTorch.
@@ -111,7 +108,3 @@ class LSTM(Module):
             c_n.append(states[1, -1])
         output = F.transpose(x, 1, 0, 2) if self.batch_first else x
         return output, (F.stack(h_n), F.stack(c_n))
-
-    def extra_repr(self):
-        return (f"{self.input_size}, {self.hidden_size}, num_layers={self.num_layers}, "
-                f"bias={self.bias}, batch_first={self.batch_first}")
