@@ -72,8 +72,20 @@ Amortisation gap (Cremer, Li & Duvenaud 2018): ``refine_posterior`` optimises ea
 (mu, logvar) starting from the encoder's; the ELBO rises towards the best Gaussian's, and what
 remains below log p(x) is the approximation gap.
 
-``_sample_posterior(mu, logvar, eps) -> (z, log q(z | x))`` is the one place that draws from q
-and evaluates its density, so a richer posterior (a normalizing flow on z) can be slotted in there.
+``_sample_posterior(mu, logvar, eps, flow_input) -> (z, log q(z | x))`` is the one place that
+draws from q and evaluates its density. With ``posterior_flow`` (MLP ``VAE`` only; deck 003's
+"richer posteriors"), q is the Gaussian q_0 pushed through K invertible maps whose parameters the
+encoder computes beside (mu, logvar)::
+
+    z_0 = mu + sigma * eps,   z_K = f_K o ... o f_1(z_0),   log q_K(z_K | x) = log q_0(z_0 | x) - sum_k log|det df_k/dz|
+
+    "planar"  K planar maps with per-example (u, w, b) (Rezende & Mohamed 2015, Eq. 15; the encoder
+              emits K (2 L + 1) numbers more), ``minigen.flows.AmortizedPlanar``
+    "iaf"     K inverse autoregressive steps driven by a context h of IAF_CONTEXT_DIM numbers from
+              the encoder (Kingma et al. 2016, Sec. 4), ``minigen.flows.IAFPosterior``
+
+The KL of q_K has no closed form, so such a model always estimates it from the draws (estimator A)
+and has no free bits; ``encode``, ``active_units`` and ``refine_posterior`` speak of the base q_0.
 """
 import math
 from collections import namedtuple
@@ -84,6 +96,7 @@ from .. import backend, nn
 from .. import functional as F
 from ..autograd import Tensor, no_grad
 from ..distributions import Bernoulli, Normal, kl_divergence
+from ..flows import AmortizedPlanar, IAFPosterior
 from ..numerics import one_hot
 from ..optim import Adam
 from ..random import get_generator
@@ -98,6 +111,7 @@ ELBO.__doc__ = ("Per-example (N,) ELBO = reconstruction - kl: the estimate of E_
 LIKELIHOODS = ("bernoulli", "gaussian")
 DECODER_VARIANCES = ("fixed", "per_pixel", "from_z")
 ESTIMATORS = ("analytic_kl", "monte_carlo")
+POSTERIOR_FLOWS = ("planar", "iaf")
 PROPOSALS = ("posterior", "prior")
 _HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 
@@ -125,7 +139,8 @@ class VAEBase(nn.Module):
     """The ELBO / IWAE machinery shared by ``VAE`` and ``ConvVAE``.
 
     A subclass builds its networks and implements two hooks on checked tensors:
-    ``_encoder(x, c) -> (mu, logvar)``, each (N, latent_dim), and ``_decoder(z, c)`` ->
+    ``_encoder(x, c) -> (mu, logvar, flow_input)``, each (N, latent_dim) and the flow's inputs
+    (N, n_flow_inputs) or None, and ``_decoder(z, c)`` ->
     (N, ...) holding ``n_decoder_outputs * prod(event_shape)`` numbers per code (the mean or the
     logits; with decoder_variance="from_z" the log-variance after them), where ``c`` is the
     one-hot label (N, n_classes) or None. Public methods check their arguments once; the
@@ -133,9 +148,10 @@ class VAEBase(nn.Module):
     """
 
     MIN_X_VAR = 1e-3
+    IAF_CONTEXT_DIM, IAF_HIDDEN_DIMS = 16, (32, 32)
 
     def __init__(self, event_shape, latent_dim, likelihood="bernoulli", beta=1.0, n_classes=None,
-                 decoder_variance=None, fixed_variance=None):
+                 decoder_variance=None, fixed_variance=None, posterior_flow=None, flow_length=4):
         super().__init__()
         self.event_shape = tuple(event_shape)
         self.latent_dim = check_int(latent_dim, "latent_dim", minimum=1)
@@ -160,6 +176,17 @@ class VAEBase(nn.Module):
         if decoder_variance == "per_pixel":
             xp = backend.array_module_for(backend.default_device())
             self.x_logvar = nn.Parameter(xp.zeros(self.event_shape, dtype="float32"))
+        self.posterior_flow = None if posterior_flow is None else \
+            check_option(posterior_flow, "posterior_flow", POSTERIOR_FLOWS)
+        self.flow_length = check_int(flow_length, "flow_length", minimum=1)
+        self.n_flow_inputs = 0  # what the encoder emits beside (mu, logvar) for the flow
+        if self.posterior_flow == "planar":
+            self.flow = AmortizedPlanar(self.latent_dim, self.flow_length)
+            self.n_flow_inputs = self.flow.n_params
+        elif self.posterior_flow == "iaf":
+            self.flow = IAFPosterior(self.latent_dim, self.IAF_CONTEXT_DIM, self.flow_length,
+                                     self.IAF_HIDDEN_DIMS)
+            self.n_flow_inputs = self.IAF_CONTEXT_DIM
 
     def _encoder(self, x, c):
         raise NotImplementedError
@@ -262,18 +289,25 @@ class VAEBase(nn.Module):
         return F.sum(self.prior().log_prob(z), axis=-1)
 
     def encode(self, x, y=None):
-        """The parameters of q(z | x): (mu, logvar), each (N, latent_dim)."""
-        return self._encoder(*self._inputs(x, y))
+        """The parameters of q(z | x) (of q_0 with a posterior flow): (mu, logvar), each (N, latent_dim)."""
+        return self._encoder(*self._inputs(x, y))[:2]
 
-    def _sample_posterior(self, mu, logvar, eps):
-        """z = mu + exp(0.5 logvar) * eps and log q(z | x) summed over the latents.
+    def _sample_posterior(self, mu, logvar, eps, flow_input=None):
+        """z = mu + exp(0.5 logvar) * eps and log q(z | x) summed over the latents; with a
+        posterior flow, z_K = f(z_0) and log q_K = log q_0 - log|det df/dz_0| (module docstring).
 
         ``eps`` (..., N, latent_dim) gives z of that shape and log q of shape (..., N). Since
-        (z - mu) / sigma = eps, log q = sum_j [-eps_j^2 / 2 - logvar_j / 2 - log(2 pi) / 2].
+        (z - mu) / sigma = eps, log q_0 = sum_j [-eps_j^2 / 2 - logvar_j / 2 - log(2 pi) / 2].
         """
         z = mu + F.exp(0.5 * logvar) * eps
         log_q = F.sum(-0.5 * eps * eps - 0.5 * logvar - _HALF_LOG_2PI, axis=-1)
-        return z, log_q
+        if flow_input is None:
+            return z, log_q
+        lead = z.shape[:-1]  # every draw of an example goes through that example's maps
+        flow_input = F.broadcast_to(flow_input, lead + flow_input.shape[-1:])
+        z_k, log_det = self.flow(F.reshape(z, (-1, self.latent_dim)),
+                                 F.reshape(flow_input, (-1, flow_input.shape[-1])))
+        return F.reshape(z_k, z.shape), log_q - F.reshape(log_det, lead)
 
     def _kl_per_latent(self, mu, logvar):
         """KL(q(z_j | x) || N(0, 1)) for each example and latent: (N, latent_dim)."""
@@ -323,12 +357,12 @@ class VAEBase(nn.Module):
         return self._log_px(x, z, c)
 
     # ------------------------------------------------------------------ objectives
-    def _elbo(self, x, c, mu, logvar, n_samples, estimator, eps, generator):
+    def _elbo(self, x, c, mu, logvar, n_samples, estimator, eps, generator, flow_input=None):
         """Per-example (reconstruction, kl) estimates, each (N,), from n_samples draws of z."""
         eps = self._noise(n_samples, x.shape[0], eps, generator)
-        z, log_q = self._sample_posterior(mu, logvar, eps)       # (S, N, L), (S, N)
+        z, log_q = self._sample_posterior(mu, logvar, eps, flow_input)  # (S, N, L), (S, N)
         reconstruction = F.mean(self._log_px(x, z, c), axis=0)
-        if estimator == "analytic_kl":
+        if estimator == "analytic_kl" and flow_input is None:  # q_K's KL has no closed form
             kl = F.sum(self._kl_per_latent(mu, logvar), axis=-1)
         else:
             kl = F.mean(log_q - self._log_prior(z), axis=0)
@@ -342,20 +376,20 @@ class VAEBase(nn.Module):
         """Per-example ``ELBO(elbo, reconstruction, kl)``, each (N,), averaged over n_samples draws of z.
 
         ``estimator``: "analytic_kl" (B: closed-form KL) or "monte_carlo" (A: the KL estimated from
-        the same draws); see the module docstring. ``posterior``: (mu, logvar) to use instead of
-        the encoder's (e.g. from ``refine_posterior``). ``eps`` (n_samples, N, latent_dim), or
+        the same draws; always, with a posterior flow); see the module docstring. ``posterior``:
+        (mu, logvar) to use instead of the encoder's (e.g. from ``refine_posterior``; a posterior
+        flow keeps the encoder's maps). ``eps`` (n_samples, N, latent_dim), or
         (N, latent_dim) for one sample: the reparameterisation noise, to hold it fixed.
         """
         n_samples, estimator = self._estimator_args(n_samples, estimator)
         x, c = self._inputs(x, y)
-        if posterior is None:
-            mu, logvar = self._encoder(x, c)
-        else:
+        mu, logvar, flow_input = self._encoder(x, c)
+        if posterior is not None:
             mu, logvar = (self._check_z(p, name) for p, name in zip(posterior, ("posterior mu", "posterior logvar")))
             if mu.shape[0] != x.shape[0] or logvar.shape[0] != x.shape[0]:
                 raise ValueError(f"posterior (mu, logvar) must have {x.shape[0]} rows (one per example), "
                                  f"got shapes {mu.shape} and {logvar.shape}")
-        reconstruction, kl = self._elbo(x, c, mu, logvar, n_samples, estimator, eps, generator)
+        reconstruction, kl = self._elbo(x, c, mu, logvar, n_samples, estimator, eps, generator, flow_input)
         return ELBO(reconstruction - kl, reconstruction, kl)
 
     def loss(self, x, y=None, *, kl_weight=None, free_bits=0.0, n_samples=1, estimator="analytic_kl",
@@ -369,12 +403,13 @@ class VAEBase(nn.Module):
         kl_weight = self.beta if kl_weight is None else check_float(kl_weight, "kl_weight", minimum=0.0)
         free_bits = check_float(free_bits, "free_bits", minimum=0.0)
         n_samples, estimator = self._estimator_args(n_samples, estimator)
-        if free_bits and estimator != "analytic_kl":
-            raise ValueError("free_bits needs the KL of each latent, so estimator='analytic_kl'; "
-                             f"got estimator={estimator!r}")
+        if free_bits and (estimator != "analytic_kl" or self.posterior_flow is not None):
+            raise ValueError("free_bits needs the closed-form KL of each latent, so "
+                             f"estimator='analytic_kl' and no posterior flow; got estimator="
+                             f"{estimator!r}, posterior_flow={self.posterior_flow!r}")
         x, c = self._inputs(x, y)
-        mu, logvar = self._encoder(x, c)
-        reconstruction, kl = self._elbo(x, c, mu, logvar, n_samples, estimator, eps, generator)
+        mu, logvar, flow_input = self._encoder(x, c)
+        reconstruction, kl = self._elbo(x, c, mu, logvar, n_samples, estimator, eps, generator, flow_input)
         if free_bits:
             kl_per_latent = F.mean(self._kl_per_latent(mu, logvar), axis=0)  # E_batch[KL_j]
             kl_term = F.sum(free_bits + F.relu(kl_per_latent - free_bits))   # sum_j max(lambda, .)
@@ -389,7 +424,8 @@ class VAEBase(nn.Module):
     def _log_weights(self, x, c, eps, proposal="posterior"):
         """log w = log p(x | z) + log p(z) - log r(z) for z from the proposal r and noise eps (k, N, L)."""
         if proposal == "posterior":
-            z, log_r = self._sample_posterior(*self._encoder(x, c), eps)
+            mu, logvar, flow_input = self._encoder(x, c)
+            z, log_r = self._sample_posterior(mu, logvar, eps, flow_input)
         else:
             z, log_r = eps, self._log_prior(eps)
         return self._log_px(x, z, c) + self._log_prior(z) - log_r
@@ -459,7 +495,7 @@ class VAEBase(nn.Module):
         generator = get_generator(generator, self._xp())
         x, c = self._inputs(x, y)
         with no_grad():
-            mu, logvar = self._encoder(x, c)
+            mu, logvar, flow_input = self._encoder(x, c)
         mu, logvar = Tensor(mu.data.copy(), requires_grad=True), Tensor(logvar.data.copy(), requires_grad=True)
         optimizer = Adam([mu, logvar], lr=lr)
         weights = [p for p in self.parameters() if p.requires_grad]
@@ -468,7 +504,8 @@ class VAEBase(nn.Module):
                 p.requires_grad_(False)  # frozen: the backward walk stops at mu and logvar
             for _ in range(n_steps):
                 optimizer.zero_grad()
-                reconstruction, kl = self._elbo(x, c, mu, logvar, n_samples, "analytic_kl", None, generator)
+                reconstruction, kl = self._elbo(x, c, mu, logvar, n_samples, "analytic_kl", None,
+                                                generator, flow_input)
                 F.sum(kl - reconstruction).backward()
                 optimizer.step()
         finally:
@@ -485,7 +522,7 @@ class VAEBase(nn.Module):
             x, c = self._inputs(x, y)
             if x.shape[0] < 2:
                 raise ValueError(f"active_units needs at least 2 examples to measure a variance, got {x.shape[0]}")
-            mu, _ = self._encoder(x, c)
+            mu = self._encoder(x, c)[0]
             return int((mu.data.var(axis=0) > threshold).sum())
 
     # ------------------------------------------------------------------ generation
@@ -510,7 +547,7 @@ class VAEBase(nn.Module):
         """The mean of p(x | z = mu(x)), shaped like ``x`` (deterministic)."""
         with no_grad():
             checked, c = self._inputs(x, y)
-            mu, _ = self._encoder(checked, c)
+            mu = self._encoder(checked, c)[0]
             return F.reshape(self._p_x(mu, c).mean, tuple(getattr(x, "shape", checked.shape)))
 
     def interpolate(self, x_a, x_b, steps=8, y=None):
@@ -524,7 +561,7 @@ class VAEBase(nn.Module):
             x_b, _ = self._inputs(x_b, y)
             if x_a.shape != x_b.shape:
                 raise ValueError(f"interpolate: x_a and x_b must have the same shape, got {x_a.shape} and {x_b.shape}")
-            mu_a, mu_b = self._encoder(x_a, c)[0].data, self._encoder(x_b, c)[0].data
+            mu_a, mu_b = self._encoder(x_a, c)[0].data, self._encoder(x_b, c)[0].data  # q_0's means
             xp = self._xp()
             t = xp.linspace(0, 1, steps, dtype=self.dtype)[None, :, None]
             z = ((1 - t) * mu_a[:, None] + t * mu_b[:, None]).reshape(-1, self.latent_dim)
@@ -539,12 +576,15 @@ def _check_dims(values, name):
 
 
 def _split(h, latent_dim):
-    return h[:, :latent_dim], h[:, latent_dim:]
+    """(mu, logvar, flow_input or None) from the encoder's output rows [mu, logvar, flow inputs]."""
+    L = latent_dim
+    return h[:, :L], h[:, L:2 * L], (h[:, 2 * L:] if h.shape[1] > 2 * L else None)
 
 
 class VAE(VAEBase):
     """MLP VAE: encoder D(+C) -> hidden_dims -> 2 * latent_dim, decoder latent_dim(+C) -> reversed(hidden_dims) -> D
-    (2 * D with decoder_variance="from_z": the mean, then the log-variance).
+    (2 * D with decoder_variance="from_z": the mean, then the log-variance); with
+    ``posterior_flow`` ("planar" or "iaf") and ``flow_length`` K, q(z | x) is a flow (module docstring).
 
     ``input_dim``: an int D, or the shape of one example, e.g. (1, 28, 28); inputs of shape
     (N, *shape) or (N, D) are both accepted. ReLU between layers; ``hidden_dims=()`` makes the
@@ -553,14 +593,16 @@ class VAE(VAEBase):
     """
 
     def __init__(self, input_dim, hidden_dims=(400,), latent_dim=20, likelihood="bernoulli",
-                 beta=1.0, n_classes=None, decoder_variance=None, fixed_variance=None):
+                 beta=1.0, n_classes=None, decoder_variance=None, fixed_variance=None,
+                 posterior_flow=None, flow_length=4):
         event_shape = _check_dims(input_dim, "input_dim")
-        super().__init__(event_shape, latent_dim, likelihood, beta, n_classes, decoder_variance, fixed_variance)
+        super().__init__(event_shape, latent_dim, likelihood, beta, n_classes, decoder_variance,
+                         fixed_variance, posterior_flow, flow_length)
         hidden_dims = () if hidden_dims is None else _check_dims(hidden_dims, "hidden_dims")
         c = self.n_classes or 0
         D = math.prod(event_shape)
-        self.encoder = _mlp([D + c, *hidden_dims, 2 * self.latent_dim])
-        self.decoder = _mlp([self.latent_dim + c, *reversed(hidden_dims), self.n_decoder_outputs * D])
+        self.encoder = nn.MLP([D + c, *hidden_dims, 2 * self.latent_dim + self.n_flow_inputs])
+        self.decoder = nn.MLP([self.latent_dim + c, *reversed(hidden_dims), self.n_decoder_outputs * D])
 
     def _encoder(self, x, c):
         h = F.reshape(x, (x.shape[0], -1))
@@ -568,13 +610,6 @@ class VAE(VAEBase):
 
     def _decoder(self, z, c):
         return self.decoder(z if c is None else F.concatenate([z, c], axis=1))
-
-
-def _mlp(sizes):
-    layers = []
-    for n_in, n_out in zip(sizes[:-1], sizes[1:]):
-        layers += [nn.Linear(n_in, n_out), nn.ReLU()]
-    return nn.Sequential(*layers[:-1])  # no activation after the last layer
 
 
 class ConvVAE(VAEBase):
