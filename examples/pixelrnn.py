@@ -10,6 +10,9 @@ examples/pixelcnn.py); the test images are the shared held-out split, binarised 
 seed (common.binarize_test). All models get the same epochs, batches, learning rate and seed.
 The default sizes are small so that all three models train in a few minutes on 2 cores; the
 paper's MNIST model is the Diagonal BiLSTM with 7 layers of h = 16 (--layers 7 --hidden 16).
+Measured, default run (OPENBLAS_NUM_THREADS=1 python examples/pixelrnn.py: 6 epochs, about 4.5
+minutes on 2 cores shared with other jobs, load average 7-9): test NLL Row LSTM 24.77, Diagonal
+BiLSTM 24.52, PixelCNN 24.82 nats per image (70 s, 153 s and 23 s of training).
 Measured (OPENBLAS_NUM_THREADS=1 python examples/pixelrnn.py --epochs 10, 2 cores shared with
 other jobs, load average ~6; 5.5 minutes in all): test NLL after 10 epochs, nats per image on the
 300 held-out 8x8 digits: Row LSTM 24.32 (22,402 parameters, 83 s), Diagonal BiLSTM 24.30 (20,482
