@@ -377,7 +377,9 @@ OPS = [
     Op("split", split_sections(), lambda x, sections, axis: tuple(F.split(x, sections, axis)), split_ref),
     Op("pad", pad_widths(), F.pad,
        lambda x, pad_width, value: np.pad(x, pad_width, constant_values=value)),
-    Op("flatten", unary(shapes=NONSCALAR), lambda x: x.flatten(), lambda x: x.reshape(x.shape[:1] + (-1,))),
+    Op("flatten", unary(shapes=NONSCALAR), lambda x: x.flatten(), lambda x: x.reshape(-1)),
+    Op("flatten_from_1", unary(shapes=NONSCALAR), lambda x: x.flatten(1),
+       lambda x: x.reshape(x.shape[:1] + (-1,)) if x.ndim > 1 else x.reshape(-1)),
     Op("squeeze_unsqueeze", unary(), lambda x: x.unsqueeze(0).squeeze(),
        lambda x: np.squeeze(x[None])),
     # reductions and the softmax family

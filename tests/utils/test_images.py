@@ -99,6 +99,7 @@ def test_clips_and_accepts_tensor_like_and_creates_folders(tmp_path):
     (np.zeros((2, 4, 4)), dict(upscale=1.5), "upscale"),
 ])
 def test_bad_input(tmp_path, images, kwargs, message):
-    with pytest.raises(ValueError, match=message):
+    error = TypeError if kwargs.get("upscale") == 1.5 else ValueError  # a wrong type, not a wrong value
+    with pytest.raises(error, match=message):
         save_image_grid(images, tmp_path / "x.png", **kwargs)
     assert not (tmp_path / "x.png").exists()

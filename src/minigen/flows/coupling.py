@@ -112,9 +112,6 @@ class _Coupling(Transform):
                              f"mask of shape {m.shape} (expected (N, {', '.join(map(str, m.shape))}))")
         return m
 
-    def extra_repr(self):
-        return f"mask_shape={tuple(self.mask.shape)}"
-
 
 class AdditiveCoupling(_Coupling):
     """NICE's additive coupling: z = x + (1 - b) t(b x) (density direction); volume preserving.

@@ -39,9 +39,6 @@ class Affine(Transform):
     def inverse(self, x):
         return (x - self.shift) * F.exp(-self.log_scale), -self._log_det(x)
 
-    def extra_repr(self):
-        return f"shape={self.shape}"
-
 
 class Logit(Transform):
     """Pixels x in [0, 1] <-> the real line (Dinh et al. 2017, Sec. 4.1)::
@@ -77,9 +74,6 @@ class Logit(Transform):
                              f"[{float(x.data.min()):.4g}, {float(x.data.max()):.4g}]")
         log_p, log_1mp = F.log(p), F.log(1 - p)
         return log_p - log_1mp, sum_except_batch(self.log_range - log_p - log_1mp)
-
-    def extra_repr(self):
-        return f"alpha={self.alpha}"
 
 
 class ActNorm(Transform):
@@ -129,6 +123,3 @@ class ActNorm(Transform):
             self.initialize(x)
         z = (x - self._view(self.bias, x)) * F.exp(-self._view(self.log_scale, x))
         return z, -self._log_det(x)
-
-    def extra_repr(self):
-        return f"num_features={self.num_features}"

@@ -92,9 +92,6 @@ class Invertible1x1Conv(Transform):
         weight, log_det_w = self.weight_and_log_det()
         return self._apply(weight, x), self._log_det(log_det_w, x)
 
-    def extra_repr(self):
-        return f"channels={self.channels}, lu={self.lu}"
-
 
 class Squeeze(Transform):
     """Depth-to-space (``forward``) and space-to-depth (``inverse``) by 2x2 blocks; see above."""

@@ -93,10 +93,6 @@ class MADE(nn.Module):
             h = layer(h)
         return F.reshape(h, (x.shape[0], self.n_params, self.dim))
 
-    def extra_repr(self):
-        return (f"dim={self.dim}, hidden_dims={self.hidden_dims}, n_params={self.n_params}, "
-                f"context_dim={self.context_dim}, reverse={self.reverse}")
-
 
 class _Autoregressive(Transform):
     def __init__(self, dim, hidden_dims=(64, 64), context_dim=None, reverse=False):
@@ -108,9 +104,6 @@ class _Autoregressive(Transform):
     def _params(self, x, context):
         out = self.made(x, context)
         return out[:, 0], out[:, 1]
-
-    def extra_repr(self):
-        return ""
 
 
 class MAF(_Autoregressive):

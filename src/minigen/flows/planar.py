@@ -78,9 +78,6 @@ class Planar(Transform):
     def inverse(self, x):
         _not_invertible("Planar")
 
-    def extra_repr(self):
-        return f"dim={self.dim}"
-
 
 class Radial(Transform):
     """f(z) = z + beta (z - z0) / (alpha + ||z - z0||) on (N, dim) inputs (module docstring).
@@ -110,6 +107,3 @@ class Radial(Transform):
 
     def inverse(self, x):
         _not_invertible("Radial")
-
-    def extra_repr(self):
-        return f"dim={self.dim}"

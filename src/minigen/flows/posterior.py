@@ -46,9 +46,6 @@ class AmortizedPlanar(nn.Module):
             total = log_det if total is None else total + log_det
         return z, total
 
-    def extra_repr(self):
-        return f"dim={self.dim}, flow_length={self.flow_length}"
-
 
 class IAFPosterior(nn.Module):
     """K IAF steps (``IAF`` with a context), the autoregressive order reversed between steps
@@ -69,6 +66,3 @@ class IAFPosterior(nn.Module):
             z, log_det = step(z, context)
             total = log_det if total is None else total + log_det
         return z, total
-
-    def extra_repr(self):
-        return f"dim={self.dim}, context_dim={self.context_dim}, flow_length={self.flow_length}"

@@ -132,10 +132,6 @@ class DDPM(nn.Module):
         self.alpha_bar_prev = numpy.concatenate([[1.0], self.alpha_bar[:-1]])
         self.posterior_variance = (1 - self.alpha_bar_prev) / (1 - self.alpha_bar) * self.betas
 
-    def extra_repr(self):
-        return (f"image_shape={self.image_shape}, timesteps={self.timesteps}, "
-                f"beta_schedule={self.beta_schedule!r}")
-
     def forward(self, x_t, t):
         return self.denoiser(x_t, t)
 

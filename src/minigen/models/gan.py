@@ -57,9 +57,6 @@ class GAN(nn.Module):
         self.G, self.D = generator, discriminator
         self.latent_dim = check_int(latent_dim, "latent_dim", minimum=1)
 
-    def extra_repr(self):
-        return f"latent_dim={self.latent_dim}"
-
     def forward(self, z):
         return self.G(self._check_z(z))
 

@@ -122,11 +122,6 @@ class LSTMLanguageModel(Module):
                                  for k in range(num_layers))
         self.output = Linear(hidden_size, vocab_size)
 
-    def extra_repr(self):
-        return (f"{self.vocab_size}, {self.embedding_dim}, {self.hidden_size}, "
-                f"num_layers={self.num_layers}, dropout={self.dropout}, bos_id={self.bos_id}, "
-                f"eos_id={self.eos_id}")
-
     def _xp(self):
         return backend.get_array_module(self.output.weight.data)
 

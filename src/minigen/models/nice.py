@@ -52,7 +52,3 @@ class NICE(Flow):
         if x.ndim > 2:
             x = F.reshape(x, (x.shape[0], -1))
         return super().log_prob(x)
-
-    def extra_repr(self):
-        return (f"input_dim={self.input_dim}, n_couplings={self.n_couplings}, "
-                f"hidden_dims={self.hidden_dims}, prior={self.prior!r}, logit_alpha={self.logit_alpha}")

@@ -100,8 +100,3 @@ class RealNVP(Flow):
         super().__init__(Sequential(scales, Logit(logit_alpha)))
         self.in_channels, self.image_size, self.n_scales = in_channels, image_size, n_scales
         self.n_blocks, self.hidden_channels, self.logit_alpha = n_blocks, hidden_channels, logit_alpha
-
-    def extra_repr(self):
-        return (f"in_channels={self.in_channels}, image_size={self.image_size}, n_scales={self.n_scales}, "
-                f"n_blocks={self.n_blocks}, hidden_channels={self.hidden_channels}, "
-                f"logit_alpha={self.logit_alpha}")

@@ -87,11 +87,6 @@ class SentenceVAE(Module):
         self.to_posterior = Linear(hidden_size, 2 * latent_dim)
         self.to_state = Linear(latent_dim, 2 * hidden_size)
 
-    def extra_repr(self):
-        return (f"{self.vocab_size}, {self.embedding_dim}, {self.hidden_size}, {self.latent_dim}, "
-                f"word_dropout={self.word_dropout}, bos_id={self.bos_id}, eos_id={self.eos_id}, "
-                f"unk_id={self.unk_id}")
-
     def _xp(self):
         return backend.get_array_module(self.to_state.weight.data)
 

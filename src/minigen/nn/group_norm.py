@@ -1,7 +1,7 @@
 """``GroupNorm`` (Wu & He 2018), with PyTorch's name, arguments and parameters."""
 from .. import functional as F
 from . import init
-from .conv import check_positive_int
+from ..validation import check_positive_int
 from .module import Module, empty_parameter
 
 __all__ = ["GroupNorm"]
@@ -32,6 +32,3 @@ class GroupNorm(Module):
             raise ValueError(f"GroupNorm: expected an input (N, {self.num_channels}, ...), got "
                              f"shape {tuple(x.shape)}")
         return F.group_norm(x, self.num_groups, self.weight, self.bias, self.eps)
-
-    def extra_repr(self):
-        return f"{self.num_groups}, {self.num_channels}, eps={self.eps}, affine={self.weight is not None}"

@@ -23,6 +23,3 @@ class SinusoidalTimestepEmbedding(Module):
 
     def forward(self, t):
         return F.timestep_embedding(t if isinstance(t, Tensor) else Tensor(t), self.dim, self.max_period)
-
-    def extra_repr(self):
-        return f"{self.dim}, max_period={self.max_period}"

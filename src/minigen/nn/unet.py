@@ -95,11 +95,6 @@ class UNet(Module):
                                      for level in reversed(range(depth))])
         self.head = Conv2d(channels[0], out_channels, 1)
 
-    def extra_repr(self):
-        return (f"in_channels={self.in_channels}, out_channels={self.out_channels}, "
-                f"base_channels={self.base_channels}, depth={self.depth}, "
-                f"time_embedding_dim={self.time_embedding_dim}")
-
     def _time_embedding(self, t, n):
         if self.time_embedding_dim is None:
             if t is not None:

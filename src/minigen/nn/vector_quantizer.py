@@ -90,10 +90,6 @@ class VectorQuantizer(Module):
             self.codebook = Parameter(e)
         self.register_buffer("usage", xp.zeros(K, dtype=np.int64))
 
-    def extra_repr(self):
-        ema = f", ema=True, decay={self.decay}" if self.ema else ""
-        return f"{self.num_embeddings}, {self.embedding_dim}, beta={self.beta}{ema}"
-
     # -- the codebook as an array / as a tensor
     def _e(self):
         return self.codebook if self.ema else self.codebook.data

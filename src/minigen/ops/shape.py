@@ -213,12 +213,13 @@ def pad(x, pad_width, value=0.0):
     return Pad(pad_width, value)(x)
 
 
-def flatten(x, start_axis=1):
-    """Merge the axes from ``start_axis`` on into one: (N, C, H, W) -> (N, C*H*W).
+def flatten(x, start_axis=0):
+    """Merge the axes from ``start_axis`` on into one, as torch.flatten: by default everything,
+    (N, C, H, W) -> (N*C*H*W,); ``start_axis=1`` keeps the batch axis, -> (N, C*H*W).
 
-    A tensor with at most ``start_axis`` dimensions (a 0-d or 1-D tensor, by default) becomes
-    1-D, as torch.flatten makes it: a 1-D tensor of 3 elements keeps its shape (3,).
-    NB: the default ``start_axis`` is 1 (as nn.Flatten's), where torch.flatten's is 0.
+    A tensor with at most ``start_axis`` dimensions becomes 1-D: a 0-d tensor gives shape (1,),
+    a 1-D tensor of 3 elements keeps its shape (3,). (``nn.Flatten`` starts at axis 1, as
+    PyTorch's does.)
     """
     if x.ndim <= start_axis:
         return Reshape((-1,))(x)
