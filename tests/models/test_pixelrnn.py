@@ -268,3 +268,15 @@ def test_log_prob_and_gradients_match_an_independent_pytorch_implementation(vari
     for name, p in model.named_parameters():
         np.testing.assert_allclose(to_host(p.grad), torch_params[name].grad.numpy(), rtol=1e-8,
                                    atol=1e-12, err_msg=name)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_save_and_load_model_round_trip(variant, tmp_path):
+    model = make(variant, scale=1.5, n_classes=2)
+    x = np.random.default_rng(6).integers(0, 2, (3, 1, 3, 3))
+    back = minigen.load_model(model.save(tmp_path / "pixelrnn.npz"))
+    assert type(back) is PixelRNN and back.variant == variant
+    np.testing.assert_array_equal(back.log_prob(x, y=[0, 1, 1]).numpy(),
+                                  model.log_prob(x, y=[0, 1, 1]).numpy())
+    np.testing.assert_array_equal(back.sample(2, (3, 3), y=1, generator=3).numpy(),
+                                  model.sample(2, (3, 3), y=1, generator=3).numpy())
