@@ -58,6 +58,18 @@ def as_array(data, name, xp):
                          f"have the same length to form an array") from e
 
 
+def numeric_array(x, name):
+    """The raw array behind ``x`` (a Tensor, an array or a nested list; lists become NumPy
+    arrays), with a clear error for what is no numeric array: None or a string (TypeError), a
+    ragged list (ValueError)."""
+    data = x.data if getattr(x, "_is_minigen_tensor", False) else x
+    if not hasattr(data, "shape"):
+        data = as_array(data, name, numpy)
+    if data.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must be a numeric array, got {type(x).__name__} of dtype {data.dtype}")
+    return data
+
+
 def check_channels(layer, x, expected):
     """``x`` must be a 4-D (N, C, H, W) input with C == ``expected`` (``layer`` names the caller)."""
     if x.ndim != 4:

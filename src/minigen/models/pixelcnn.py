@@ -81,25 +81,10 @@ from ..autograd import Tensor, no_grad
 from ..distributions import Categorical
 from ..nn import Conv2d, Embedding, MaskedConv2d, Module, ModuleList, ReLU, Sequential, init
 from ..random import get_generator
-from ..validation import check_int
+from ..validation import check_int, numeric_array
 from .pixelcnn_fast_sampling import draw_cached
 
 __all__ = ["PixelCNN", "GatedPixelCNN"]
-
-
-def as_array(x, name):
-    """The raw array behind ``x`` (a Tensor, an array or a nested list), with a clear error for
-    things that are no numeric array (None, a string, a ragged list)."""
-    data = x.data if isinstance(x, Tensor) else x
-    if not hasattr(data, "shape"):
-        try:
-            data = np.asarray(data)
-        except ValueError as e:  # NumPy's "inhomogeneous shape" for ragged lists
-            raise ValueError(f"{name} must be a rectangular array, got a ragged "
-                             f"{type(x).__name__} ({e})") from None
-    if data.dtype.kind not in "biuf":
-        raise TypeError(f"{name} must be a numeric array, got {type(x).__name__} of dtype {data.dtype}")
-    return data
 
 
 def add_conditions(a, y, s, class_bias, cond_projection):
@@ -158,7 +143,7 @@ class AutoregressiveImageModel(Module):
 
     def check_x(self, x, name="x"):
         """``x`` as an int64 array (N, C, H, W) on the model's device with values in [0, V)."""
-        data = backend.to_device(as_array(x, name), self.device)
+        data = backend.to_device(numeric_array(x, name), self.device)
         xp = backend.get_array_module(data)
         C, V = self.in_channels, self.n_values
         if data.ndim != 4 or data.shape[1] != C or min(data.shape, default=0) == 0:
@@ -188,7 +173,7 @@ class AutoregressiveImageModel(Module):
         if y is None:
             raise ValueError(f"this model is class-conditional (n_classes={self.n_classes}): "
                              f"pass the labels y")
-        data = backend.to_device(as_array(y, "y"), self.device)
+        data = backend.to_device(numeric_array(y, "y"), self.device)
         xp = backend.get_array_module(data)
         if data.ndim == 0:
             data = xp.full(n, data)
@@ -212,7 +197,7 @@ class AutoregressiveImageModel(Module):
         if cond is None:
             raise ValueError(f"this model is conditioned on a map (cond_channels="
                              f"{self.cond_channels}): pass cond of shape (N, {self.cond_channels}, H, W)")
-        data = backend.to_device(as_array(cond, "cond"), self.device)
+        data = backend.to_device(numeric_array(cond, "cond"), self.device)
         expected = (shape[0], self.cond_channels) + tuple(shape[2:])
         if tuple(data.shape) != expected:
             raise ValueError(f"cond must have shape {expected} (one {self.cond_channels}-channel map "
@@ -277,7 +262,7 @@ class AutoregressiveImageModel(Module):
         (n, cond_channels, H, W). ``temperature`` divides the logits (< 1: sharper).
         ``generator``: the source of randomness (None: minigen's global generator, an int: a new
         seeded one). ``window=False`` reruns the network on the whole image at every step (the
-        naive sampler, for checking). ``cached=True`` (PixelCNN only) keeps every layer's
+        naive sampler, for checking). ``cached=True`` keeps every layer's
         activations and computes one pixel's column per step (``pixelcnn_fast_sampling``): the
         same images, far faster. Returns an int64 tensor (n, C, H, W).
         """

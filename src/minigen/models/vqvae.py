@@ -42,8 +42,7 @@ from .. import backend
 from .. import functional as F
 from ..autograd import Tensor, no_grad
 from ..nn import Conv2d, ConvTranspose2d, Module, ReLU, Sequential, VectorQuantizer
-from ..validation import check_int
-from .pixelcnn import as_array
+from ..validation import check_int, numeric_array
 
 __all__ = ["VQVAE", "VQVAELoss"]
 
@@ -115,7 +114,7 @@ class VQVAE(Module):
     def check_x(self, x):
         """``x`` as a float tensor (N, C, H, W) with values in [0, 1] and a valid size: a Tensor,
         an array or a nested list; None, strings and ragged lists are refused by name."""
-        data = backend.to_device(as_array(x, "x"), self.device)
+        data = backend.to_device(numeric_array(x, "x"), self.device)
         if data.ndim != 4 or data.shape[1] != self.in_channels or min(data.shape) == 0:
             raise ValueError(f"x must have shape (N, {self.in_channels}, H, W) with N, H, W >= 1, "
                              f"got {tuple(data.shape)}")
@@ -133,7 +132,7 @@ class VQVAE(Module):
         return Tensor(data.astype(dtype, copy=False))
 
     def _check_codes(self, codes, shape=None):
-        data = as_array(codes, "codes")
+        data = numeric_array(codes, "codes")
         if data.ndim != 3:
             raise ValueError(f"codes must be a grid of shape (N, h, w), got shape {tuple(data.shape)}")
         return self.quantizer.check_codes(data, shape)

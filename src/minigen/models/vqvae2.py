@@ -45,8 +45,7 @@ from .. import functional as F
 from ..autograd import Tensor, no_grad
 from ..nn import Conv2d, ConvTranspose2d, Module, ReLU, Sequential, VectorQuantizer
 from ..random import get_generator
-from ..validation import check_int
-from .pixelcnn import as_array
+from ..validation import check_int, numeric_array
 from .vqvae import ResidualStack
 
 __all__ = ["VQVAE2", "VQVAE2Loss"]
@@ -124,7 +123,7 @@ class VQVAE2(Module):
     # -- checks
     def check_x(self, x):
         """``x`` as a float tensor (N, C, H, W) with finite values in [0, 1] and a valid size."""
-        data = backend.to_device(as_array(x, "x"), self.device)
+        data = backend.to_device(numeric_array(x, "x"), self.device)
         if data.ndim != 4 or data.shape[1] != self.in_channels or min(data.shape) == 0:
             raise ValueError(f"x must have shape (N, {self.in_channels}, H, W) with N, H, W >= 1, "
                              f"got {tuple(data.shape)}")
@@ -143,7 +142,7 @@ class VQVAE2(Module):
 
     def check_codes(self, codes, name, shape=None):
         """``codes`` as an int64 grid (N, h, w) in [0, K), of ``shape`` if given."""
-        data = as_array(codes, name)
+        data = numeric_array(codes, name)
         if data.ndim != 3:
             raise ValueError(f"{name} must be a grid of shape (N, h, w), got shape {tuple(data.shape)}")
         try:
