@@ -36,17 +36,6 @@ from minigen.utils import progress
 from common import example_parser, import_pyplot, parse_args, positive_float, positive_int, save_figure
 
 
-class Sin(minigen.Function):
-    """sin(x), d/dx = cos(x) (only the energy densities below need it)."""
-
-    def forward(self, x):
-        self.x = x
-        return backend.get_array_module(x).sin(x)
-
-    def backward(self, g):
-        return g * backend.get_array_module(g).cos(self.x)
-
-
 def _gauss(u):
     return F.exp(-0.5 * u * u)
 
@@ -54,7 +43,7 @@ def _gauss(u):
 def energies():
     """U_1 .. U_4 of Rezende & Mohamed (2015), Table 1, on (N, 2) tensors."""
     def w1(z):
-        return Sin()(2 * math.pi * z[:, 0] / 4)
+        return F.sin(2 * math.pi * z[:, 0] / 4)
 
     def w2(z):
         return 3 * _gauss((z[:, 0] - 1) / 0.6)

@@ -351,6 +351,8 @@ OPS = [
        lambda x, low, high: F.clip(x, low, high), lambda x, low, high: np.clip(x, low, high)),
     Op("clip_lower_only", unary(kinks=(0.25,)), lambda x: F.clip(x, 0.25), lambda x: np.maximum(x, 0.25)),
     Op("tanh", unary(), F.tanh, np.tanh),
+    Op("sin", unary(), F.sin, np.sin),
+    Op("cos", unary(), F.cos, np.cos),
     Op("sigmoid", unary(), F.sigmoid, sps.expit),
     Op("relu", unary(kinks=(0.0,)), F.relu, lambda x: np.maximum(x, 0)),
     Op("leaky_relu", unary(kinks=(0.0,), negative_slope=st.floats(0.01, 0.3)),

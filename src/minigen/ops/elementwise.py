@@ -6,7 +6,7 @@ from ..autograd import Function, Tensor
 from ..backend import get_array_module
 
 __all__ = ["add", "sub", "mul", "div", "neg", "pow", "exp", "log", "log1p", "sqrt", "abs",
-           "clip", "tanh", "sigmoid", "relu", "leaky_relu", "elu", "softplus", "where"]
+           "clip", "sin", "cos", "tanh", "sigmoid", "relu", "leaky_relu", "elu", "softplus", "where"]
 
 
 class Add(Function):
@@ -163,6 +163,24 @@ class Clip(Function):
         return g * self.inside
 
 
+class Sin(Function):
+    def forward(self, x):
+        self.x = x
+        return get_array_module(x).sin(x)
+
+    def backward(self, g):
+        return g * get_array_module(g).cos(self.x)
+
+
+class Cos(Function):
+    def forward(self, x):
+        self.x = x
+        return get_array_module(x).cos(x)
+
+    def backward(self, g):
+        return -g * get_array_module(g).sin(self.x)
+
+
 class Tanh(Function):
     def forward(self, x):
         self.out = get_array_module(x).tanh(x)
@@ -310,6 +328,14 @@ def abs(x):
 def clip(x, min=None, max=None):
     """Clamp to [min, max] (either may be None); gradient 1 inside, 0 outside."""
     return Clip(min, max)(x)
+
+
+def sin(x):
+    return Sin()(x)
+
+
+def cos(x):
+    return Cos()(x)
 
 
 def tanh(x):
