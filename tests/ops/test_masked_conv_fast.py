@@ -6,12 +6,9 @@ from hypothesis import given, settings, strategies as st
 
 import minigen
 import minigen.functional as F
+from devices import on_device, to_host
 from minigen.gradcheck import gradcheck
 from minigen.nn.conv import pixelcnn_mask
-
-
-def to_numpy(a):
-    return minigen.backend.to_numpy(a.data if isinstance(a, minigen.Tensor) else a)
 
 
 @st.composite
@@ -36,9 +33,9 @@ def masked_cases(draw):
 
 def values_and_grads(conv, x, weight, mask, bias, upstream):
     ts = [minigen.tensor(a, requires_grad=True) for a in (x, weight, bias)]
-    y = conv(ts[0], ts[1], mask, ts[2])
-    y.backward(minigen.tensor(upstream))
-    return [to_numpy(y)] + [to_numpy(t.grad) for t in ts]
+    y = conv(ts[0], ts[1], on_device(mask), ts[2])
+    y.backward(minigen.tensor(on_device(upstream)))
+    return [to_host(y)] + [to_host(t.grad) for t in ts]
 
 
 @settings(max_examples=25)
@@ -52,7 +49,7 @@ def test_fast_equals_reference_values_and_gradients(case):
     def reference(x_, w_, m_, b_):
         return F.conv2d(x_, w_ * m_, b_, 1, padding, dilation)
 
-    shape = to_numpy(reference(x, weight, mask, bias)).shape
+    shape = to_host(reference(x, weight, mask, bias)).shape
     upstream = np.random.default_rng(1).standard_normal(shape)
     got = values_and_grads(fast, x, weight, mask, bias, upstream)
     want = values_and_grads(reference, x, weight, mask, bias, upstream)
@@ -66,6 +63,7 @@ def test_fast_equals_reference_values_and_gradients(case):
 @given(masked_cases())
 def test_gradcheck(case):
     x, weight, mask, bias, padding, dilation = case
+    mask = on_device(mask)
     assert gradcheck(lambda x_, w_, b_: F.masked_conv2d(x_, w_, mask, b_, padding, dilation),
                      [x, weight, bias])
 
@@ -82,8 +80,9 @@ def test_live_taps_of_pixelcnn_masks(kernel, mask_type, live):
 def test_all_zero_mask_gives_the_bias():
     rng = np.random.default_rng(0)
     x, w, b = rng.standard_normal((2, 3, 4, 4)), rng.standard_normal((5, 3, 3, 3)), rng.standard_normal(5)
-    y = to_numpy(F.masked_conv2d(x, w, np.zeros_like(w), b, padding=1))
-    np.testing.assert_array_equal(y, np.broadcast_to(b.reshape(1, 5, 1, 1), (2, 5, 4, 4)))
+    x, w, b = on_device(x), on_device(w), on_device(b)
+    y = to_host(F.masked_conv2d(x, w, w * 0, b, padding=1))
+    np.testing.assert_array_equal(y, np.broadcast_to(to_host(b).reshape(1, 5, 1, 1), (2, 5, 4, 4)))
 
 
 @pytest.mark.parametrize("x_shape, w_shape, m_shape, b_shape, match", [

@@ -1,0 +1,150 @@
+"""Run every CPU benchmark and print one combined markdown table: minigen beside PyTorch (where
+the benchmark has it) and beside its FLOP / GEMM-only bound, ratios first.
+
+    python benchmarks/run_all.py --quick            # a few minutes on 2 quiet cores
+    python benchmarks/run_all.py                    # the benchmarks' own default sizes
+    python benchmarks/run_all.py --quick --threads 1 --out out/perf_table.md
+
+Each benchmark runs in its own process (importing torch changes NumPy's threading, and BLAS
+threads must be set before NumPy loads), its full output is echoed, and the figures the table
+needs are read from it; a figure that cannot be read shows as "-" and the echoed output stays the
+record. --quick shrinks repeats and sizes (see QUICK), so its absolute times are noisier and the
+RBM and GMM rows run on synthetic data of fewer samples than the README's MNIST runs; the ratios
+within each row are measured in one process and are what the table is for. The README's
+performance table is this script's output.
+"""
+import argparse
+import os
+import re
+import subprocess
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+QUICK = {
+    "bench_layers.py": ["--repeats", "3"],
+    "bench_mlp_vae_step.py": ["--steps", "20", "--warmup", "5"],
+    "bench_rbm.py": ["--n-samples", "10000", "--repeats", "1"],
+    "bench_gmm.py": ["--n-samples", "5000", "--n-features", "256", "--repeats", "1"],
+    "bench_pixelcnn.py": ["--skip-training", "--repeats", "1", "--n-samples", "2", "--memory-batch", "16"],
+}
+FULL = {"bench_pixelcnn.py": ["--skip-training"]}
+
+
+def run(script, args, threads):
+    """Run one benchmark script, echo its output, return the output (stdout and stderr)."""
+    env = dict(os.environ, OPENBLAS_NUM_THREADS=str(threads), OMP_NUM_THREADS=str(threads),
+               MKL_NUM_THREADS=str(threads))
+    cmd = [sys.executable, os.path.join(HERE, script)] + args
+    print(f"$ {' '.join(cmd[1:])}  (BLAS threads {threads}, load average {os.getloadavg()[0]:.1f})",
+          flush=True)
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    print(done.stdout + done.stderr, flush=True)
+    return done.stdout + done.stderr
+
+
+def number(pattern, text):
+    """The float that the regex group 1 of ``pattern`` captures in ``text``, or None."""
+    match = re.search(pattern, text, re.MULTILINE)
+    return float(match.group(1)) if match else None
+
+
+def seconds_from_ms_cell(cell):
+    cell = cell.strip()
+    return None if cell == "-" else float(cell.split()[0]) / 1e3
+
+
+def layers_rows(out):
+    """bench_layers.py's markdown table -> rows (work, minigen s, PyTorch s, bound s, bound name)."""
+    rows = []
+    for line in out.splitlines():
+        cells = line.split("|")[1:-1]
+        if len(cells) == 9 and cells[5].strip().endswith("ms"):
+            work, ours, reference, theirs, bound = (cells[0].strip(), *map(seconds_from_ms_cell, cells[5:9]))
+            note = "" if reference is None else f"plain reference path {1e3 * reference:.1f} ms ({ours / reference:.2f}x)"
+            rows.append((work + " (fwd+bwd)", ours, theirs, bound, "FLOPs at peak GEMM rate", note))
+    return rows
+
+
+def mlp_rows(out):
+    ours = number(r"^\s+minigen\s+step\s+([\d.]+) ms", out)
+    theirs = number(r"^\s+pytorch \S+\s+step\s+([\d.]+) ms", out)
+    numpy_ms = number(r"^\s+numpy\s+step\s+([\d.]+) ms", out)
+    ms = lambda v: None if v is None else v / 1e3  # noqa: E731
+    note = "" if numpy_ms is None else f"hand-written NumPy {numpy_ms:.2f} ms"
+    return [("MLP-VAE step 784-512-20, batch 128, Adam", ms(ours), ms(theirs), None, "", note)]
+
+
+def rbm_rows(out):
+    return [("RBM CD-1 epoch", number(r"^minigen RBM.fit \(1 epoch\)\s+([\d.]+)", out), None,
+             number(r"^GEMMs alone \(lower bound\)\s+([\d.]+)", out), "its GEMMs alone", "")]
+
+
+def gmm_rows(out):
+    match = re.search(r"^EM iteration\s+([\d.]+)s\s+([\d.]+)s", out, re.MULTILINE)
+    ours, bound = (float(match.group(1)), float(match.group(2))) if match else (None, None)
+    return [("GMM EM iteration, full covariances", ours, None, bound, "its GEMMs alone", "")]
+
+
+def pixelcnn_rows(out):
+    """Sampling: seconds per sample of each sampler, the naive one as the reference."""
+    rows = []
+    for model in ("PixelCNN", "GatedPixelCNN"):
+        line = next((l for l in out.splitlines() if l.strip().startswith(model + " ")), "")
+        rates = dict((k, float(v)) for k, v in re.findall(r"(cached|windowed|naive) ([\d.]+) samples/s", line))
+        if not rates:
+            continue
+        best = "cached" if "cached" in rates else "windowed"
+        note = ", ".join(f"{k} {v:.2f} samples/s" for k, v in rates.items())
+        rows.append((f"{model} sampling 28x28 binary, per sample ({best})", 1 / rates[best], None,
+                     1 / rates["naive"] if "naive" in rates else None, "naive full recompute", note))
+    return rows
+
+
+PARSERS = {"bench_layers.py": layers_rows, "bench_mlp_vae_step.py": mlp_rows,
+           "bench_rbm.py": rbm_rows, "bench_gmm.py": gmm_rows, "bench_pixelcnn.py": pixelcnn_rows}
+
+
+def seconds_text(t):
+    if t is None:
+        return "-"
+    return f"{t * 1e3:.2f} ms" if t < 1 else f"{t:.2f} s"
+
+
+def ratio(a, b):
+    return "-" if a is None or b is None else f"{a / b:.2f}x"
+
+
+def table(rows):
+    lines = ["| work | minigen / PyTorch | minigen / bound | minigen | PyTorch | bound | bound is | notes |",
+             "|---|---|---|---|---|---|---|---|"]
+    for work, ours, theirs, bound, bound_name, note in rows:
+        lines.append(f"| {work} | {ratio(ours, theirs)} | {ratio(ours, bound)} | {seconds_text(ours)} "
+                     f"| {seconds_text(theirs)} | {seconds_text(bound)} | {bound_name} | {note} |")
+    return "\n".join(lines)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes and few repeats")
+    parser.add_argument("--threads", type=int, default=2, help="BLAS / torch threads per benchmark")
+    parser.add_argument("--out", default=None, help="also write the markdown table to this file")
+    args = parser.parse_args()
+    settings = QUICK if args.quick else FULL
+    load_start = os.getloadavg()[0]
+    rows = []
+    for script, parse in PARSERS.items():
+        threads = ["--threads", str(args.threads)] if script == "bench_mlp_vae_step.py" else []
+        rows += parse(run(script, settings.get(script, []) + threads, args.threads))
+    text = (f"{'Quick' if args.quick else 'Full'} run, {args.threads} BLAS/torch threads, "
+            f"{os.cpu_count()} CPUs, load average {load_start:.1f} at the start and "
+            f"{os.getloadavg()[0]:.1f} at the end (`python benchmarks/run_all.py"
+            f"{' --quick' if args.quick else ''} --threads {args.threads}`):\n\n" + table(rows))
+    print(text)
+    if args.out:
+        with open(args.out, "w") as f:
+            f.write(text + "\n")
+
+
+if __name__ == "__main__":
+    main()
