@@ -55,7 +55,9 @@ class PixelKernel:
         mask = raw(layer.mask) if hasattr(layer, "mask") else backend.get_array_module(weight).ones_like(weight)
         taps = live_taps(mask)
         self.rows, self.cols = [i for i, _ in taps], [j for _, j in taps]
-        self.weight = (weight * mask)[:, :, self.rows, self.cols]  # (O, C_in, T)
+        live = (weight * mask)[:, :, self.rows, self.cols]  # (O, C_in, T)
+        xp = backend.get_array_module(weight)
+        self.matrix = xp.ascontiguousarray(live.reshape(live.shape[0], -1).T)  # (C_in*T, O)
         self.bias = None if layer.bias is None else raw(layer.bias)
         self.kernel, self.dilation, self.padding = layer.kernel_size, layer.dilation, layer.padding
 
@@ -77,11 +79,14 @@ class PixelKernel:
 
     def at(self, cache, r, c):
         """The layer's output (N, O) at pixel (r, c) from its padded input cache."""
-        xp = backend.get_array_module(cache)
         d = self.dilation if isinstance(self.dilation, tuple) else (self.dilation, self.dilation)
         (kh, kw) = self.kernel
         window = cache[:, :, r:r + d[0] * (kh - 1) + 1:d[0], c:c + d[1] * (kw - 1) + 1:d[1]]
-        out = xp.tensordot(window[:, :, self.rows, self.cols], self.weight, axes=([1, 2], [1, 2]))
+        return self.apply(window[:, :, self.rows, self.cols].reshape(len(cache), -1))
+
+    def apply(self, live_inputs):
+        """(N, C_in*T) inputs at the live taps -> the output (N, O)."""
+        out = live_inputs @ self.matrix
         return out if self.bias is None else out + self.bias
 
 
@@ -91,8 +96,7 @@ def relu(a):
 
 def pointwise(kernel, column):
     """A 1x1 convolution at one pixel: column (N, C_in) -> (N, O)."""
-    out = column @ kernel.weight[:, :, 0].T
-    return out if kernel.bias is None else out + kernel.bias
+    return kernel.apply(column)
 
 
 def condition_terms(a, y, s, class_bias, projection):
