@@ -14,8 +14,9 @@ Writes to --out (default out/autoencoder):
                         the VAE prior's 1- and 2-sigma circles
   curves.png            training loss per epoch (reconstruction loss; the VAE's negative ELBO)
 
-The autoencoder's codes lie wherever the encoder happened to put them: most random codes decode
-to blurs or ghosts of several digits. The VAE's KL term pulls its codes onto N(0, I), so random
+The autoencoder's codes lie wherever the encoder happened to put them (their spread is several
+times the prior's): random codes from N(0, I) all land in one small region and decode to the same
+few shapes over and over. The VAE's KL term pulls its codes onto N(0, I), so random
 codes from the prior decode to digits (deck 001: "the autoencoder is not a generative model").
 """
 import numpy as np
