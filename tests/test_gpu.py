@@ -85,6 +85,8 @@ GRADIENT_MODELS = {
     "GatedPixelCNN": (lambda cls: cls(hidden_channels=4, n_layers=3, kernel_size=3), pixelcnn_loss),
     "VQVAE": (lambda cls: cls(hidden_channels=8, num_embeddings=8, embedding_dim=4, n_downsample=1,
                               n_residual=1), vqvae_loss),
+    "PixelRNN": (lambda cls: cls(hidden_channels=4, n_layers=2, kernel_size=3, variant="diagonal"),
+                 pixelcnn_loss),
 }
 
 
