@@ -210,7 +210,7 @@ BAD = [
     ("StudentT scale NaN", lambda: StudentT(2.0, T(0.0), T(np.nan)), "scale must be positive"),
     ("mixture NaN means", lambda: DiscretizedLogisticMixture(T([0.0]), T([np.nan]), T([0.0])), "means must be finite"),
     ("mixture level 256", lambda: DiscretizedLogisticMixture(T([0.0]), T([0.0]), T([0.0])).log_prob(
-        XP.asarray(np.array(256))), "must lie in \\[0, 255\\]"),
+        XP.asarray(np.array(256))), "must lie in \\[0, 256\\)"),
     ("mixture float level", lambda: DiscretizedLogisticMixture(T([0.0]), T([0.0]), T([0.0])).log_prob(
         XP.asarray(np.array(0.5))), "integer pixel levels"),
     ("validate_args not bool", lambda: Normal(T(0.0), T(1.0), validate_args="yes"), "validate_args"),

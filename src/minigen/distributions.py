@@ -91,6 +91,17 @@ def _describe(x):
         f"values in [{float(x.min()):.4g}, {float(x.max()):.4g}]"
 
 
+def _integer_values(owner, x, n, what, xp):
+    """``x`` (tensor, array or list) as an integer array with values in [0, n); clear errors."""
+    x = xp.asarray(x.data if isinstance(x, Tensor) else x)
+    if x.dtype.kind not in "iu":
+        raise TypeError(f"{owner}: values must be integer {what}, got dtype {x.dtype}")
+    if x.size and (int(x.min()) < 0 or int(x.max()) >= n):
+        raise ValueError(f"{owner}: values must lie in [0, {n}), got values in "
+                         f"[{int(x.min())}, {int(x.max())}]")
+    return x
+
+
 def _check_finite(owner, t, name):
     x = t.data if isinstance(t, Tensor) else t
     if x.size and not bool(backend.get_array_module(x).isfinite(x).all()):
@@ -503,15 +514,8 @@ class Categorical(Distribution):
         return self.probs
 
     def _one_hot(self, x):
-        x = x.data if isinstance(x, Tensor) else x
         xp = self._xp()
-        x = xp.asarray(x)
-        if x.dtype.kind not in "iu":
-            raise TypeError(f"Categorical.log_prob: values must be integer class indices, "
-                            f"got dtype {x.dtype}")
-        if x.size and (int(x.min()) < 0 or int(x.max()) >= self.n_classes):
-            raise ValueError(f"Categorical.log_prob: values must lie in [0, {self.n_classes}), "
-                             f"got values in [{int(x.min())}, {int(x.max())}]")
+        x = _integer_values("Categorical.log_prob", x, self.n_classes, "class indices", xp)
         return (x[..., None] == xp.arange(self.n_classes)).astype(self.logits.dtype)
 
     def log_prob(self, x):
@@ -570,16 +574,8 @@ class DiscretizedLogisticMixture(Distribution):
         self._param = self.means
 
     def _levels(self, k):
-        k = k.data if isinstance(k, Tensor) else k
-        xp = self._xp()
-        k = xp.asarray(k)
-        if k.dtype.kind not in "iu":
-            raise TypeError(f"DiscretizedLogisticMixture.log_prob: values must be integer pixel "
-                            f"levels, got dtype {k.dtype}")
-        if k.size and (int(k.min()) < 0 or int(k.max()) >= self.n_levels):
-            raise ValueError(f"DiscretizedLogisticMixture.log_prob: values must lie in "
-                             f"[0, {self.n_levels - 1}], got values in [{int(k.min())}, {int(k.max())}]")
-        return k
+        return _integer_values("DiscretizedLogisticMixture.log_prob", k, self.n_levels,
+                               "pixel levels", self._xp())
 
     def log_prob(self, k):
         k = self._levels(k)

@@ -71,6 +71,26 @@ class ResidualStack(Module):
         return x
 
 
+def checked_unit_images(x, in_channels, device, dtype):
+    """``x`` as a tensor (N, in_channels, H, W) of ``dtype`` on ``device`` holding finite
+    intensities in [0, 1] (the Bernoulli decoder's targets); clear errors otherwise. Shared by
+    the VQ-VAE and VQ-VAE-2."""
+    data = backend.to_device(numeric_array(x, "x"), device)
+    if data.ndim != 4 or data.shape[1] != in_channels or min(data.shape) == 0:
+        raise ValueError(f"x must have shape (N, {in_channels}, H, W) with N, H, W >= 1, "
+                         f"got {tuple(data.shape)}")
+    xp = backend.get_array_module(data)
+    if not bool(xp.isfinite(data).all()):
+        raise ValueError(f"x must hold finite intensities in [0, 1], got {int(xp.isnan(data).sum())} "
+                         f"NaN and {int(xp.isinf(data).sum())} infinite entries")
+    if not bool(((data >= 0) & (data <= 1)).all()):
+        raise ValueError(f"x must hold intensities in [0, 1] (the Bernoulli decoder's targets), "
+                         f"got values in [{float(data.min())}, {float(data.max())}]")
+    if isinstance(x, Tensor) and data is x.data and data.dtype == dtype:
+        return x
+    return Tensor(data.astype(dtype, copy=False))
+
+
 class VQVAE(Module):
     """VQ-VAE for images (N, ``in_channels``, H, W) in [0, 1], H and W divisible by 2^n_downsample.
 
@@ -114,22 +134,9 @@ class VQVAE(Module):
     def check_x(self, x):
         """``x`` as a float tensor (N, C, H, W) with values in [0, 1] and a valid size: a Tensor,
         an array or a nested list; None, strings and ragged lists are refused by name."""
-        data = backend.to_device(numeric_array(x, "x"), self.device)
-        if data.ndim != 4 or data.shape[1] != self.in_channels or min(data.shape) == 0:
-            raise ValueError(f"x must have shape (N, {self.in_channels}, H, W) with N, H, W >= 1, "
-                             f"got {tuple(data.shape)}")
-        xp = backend.get_array_module(data)
-        if not bool(xp.isfinite(data).all()):
-            raise ValueError(f"x must hold finite intensities in [0, 1], got {int(xp.isnan(data).sum())} "
-                             f"NaN and {int(xp.isinf(data).sum())} infinite entries")
-        if not bool(((data >= 0) & (data <= 1)).all()):
-            raise ValueError(f"x must hold intensities in [0, 1] (the Bernoulli decoder's targets), "
-                             f"got values in [{float(data.min())}, {float(data.max())}]")
-        self.latent_shape(data.shape)
-        dtype = next(self.parameters()).dtype
-        if isinstance(x, Tensor) and data is x.data and data.dtype == dtype:
-            return x
-        return Tensor(data.astype(dtype, copy=False))
+        x = checked_unit_images(x, self.in_channels, self.device, next(self.parameters()).dtype)
+        self.latent_shape(x.shape)
+        return x
 
     def _check_codes(self, codes, shape=None):
         data = numeric_array(codes, "codes")

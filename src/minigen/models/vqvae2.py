@@ -46,7 +46,7 @@ from ..autograd import Tensor, no_grad
 from ..nn import Conv2d, ConvTranspose2d, Module, ReLU, Sequential, VectorQuantizer
 from ..random import get_generator
 from ..validation import check_int, numeric_array
-from .vqvae import ResidualStack
+from .vqvae import ResidualStack, checked_unit_images
 
 __all__ = ["VQVAE2", "VQVAE2Loss"]
 
@@ -123,22 +123,9 @@ class VQVAE2(Module):
     # -- checks
     def check_x(self, x):
         """``x`` as a float tensor (N, C, H, W) with finite values in [0, 1] and a valid size."""
-        data = backend.to_device(numeric_array(x, "x"), self.device)
-        if data.ndim != 4 or data.shape[1] != self.in_channels or min(data.shape) == 0:
-            raise ValueError(f"x must have shape (N, {self.in_channels}, H, W) with N, H, W >= 1, "
-                             f"got {tuple(data.shape)}")
-        xp = backend.get_array_module(data)
-        if not bool(xp.isfinite(data).all()):
-            raise ValueError(f"x must hold finite intensities in [0, 1], got {int(xp.isnan(data).sum())} "
-                             f"NaN and {int(xp.isinf(data).sum())} infinite entries")
-        if not bool(((data >= 0) & (data <= 1)).all()):
-            raise ValueError(f"x must hold intensities in [0, 1] (the Bernoulli decoder's targets), "
-                             f"got values in [{float(data.min())}, {float(data.max())}]")
-        self.latent_shapes(data.shape)
-        dtype = next(self.parameters()).dtype
-        if isinstance(x, Tensor) and data is x.data and data.dtype == dtype:
-            return x
-        return Tensor(data.astype(dtype, copy=False))
+        x = checked_unit_images(x, self.in_channels, self.device, next(self.parameters()).dtype)
+        self.latent_shapes(x.shape)
+        return x
 
     def check_codes(self, codes, name, shape=None):
         """``codes`` as an int64 grid (N, h, w) in [0, K), of ``shape`` if given."""
