@@ -71,6 +71,14 @@ def _binary_entropy(m):
     return entropy
 
 
+def _iteration_settings(max_iter, tol, damping):
+    """(max_iter >= 1, tol >= 0, damping in [0, 1)) of mean field and loopy BP, checked."""
+    damping = check_float(damping, "damping", minimum=0)
+    if damping >= 1:
+        raise ValueError(f"damping must be in [0, 1), got {damping}")
+    return check_int(max_iter, "max_iter", minimum=1), check_float(tol, "tol", minimum=0), damping
+
+
 class IsingModel(Estimator):
     """An Ising model with couplings ``J`` (n, n) (symmetric, zero diagonal) and fields ``h`` (n,).
 
@@ -228,11 +236,7 @@ class IsingModel(Estimator):
         the ELBO in one sweep (``coordinate_ascent``). Returns ``MeanField(magnetisation, elbo,
         elbo_history, n_iter, converged)``.
         """
-        max_iter = check_int(max_iter, "max_iter", minimum=1)
-        tol = check_float(tol, "tol", minimum=0)
-        damping = check_float(damping, "damping", minimum=0)
-        if damping >= 1:
-            raise ValueError(f"damping must be in [0, 1), got {damping}")
+        max_iter, tol, damping = _iteration_settings(max_iter, tol, damping)
         xp = get_array_module(self.J)
         if init is None:
             m = xp.tanh(self.h)
@@ -259,11 +263,7 @@ class IsingModel(Estimator):
         more than ``tol``; a ``ConvergenceWarning`` otherwise. Returns ``LoopyBP(magnetisation,
         log_partition, n_iter, converged)``: m_i = E_b[s_i] and the Bethe approximation of log Z.
         """
-        max_iter = check_int(max_iter, "max_iter", minimum=1)
-        tol = check_float(tol, "tol", minimum=0)
-        damping = check_float(damping, "damping", minimum=0)
-        if damping >= 1:
-            raise ValueError(f"damping must be in [0, 1), got {damping}")
+        max_iter, tol, damping = _iteration_settings(max_iter, tol, damping)
         xp = get_array_module(self.J)
         J, h = self.J, self.h
         edge = J != 0
