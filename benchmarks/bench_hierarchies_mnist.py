@@ -64,17 +64,18 @@ def run_hvae(args, train, test_b):
     loader = DataLoader(train, batch_size=100, shuffle=True, seed=args.seed, transform=binarize_dynamic)
     deadline, epochs, start = time.perf_counter() + 60 * args.minutes, 0, time.perf_counter()
     while time.perf_counter() < deadline:
-        total = 0.0
+        total, seen = 0.0, 0
         for x in loader:
             optimizer.zero_grad()
             loss = model.loss(x) if args.k == 1 else model.iwae_loss(x, args.k)
             loss.backward()
             optimizer.step()
             total += loss.item() * len(x)
+            seen += len(x)
             if time.perf_counter() > deadline:
                 break
         epochs += 1
-        print(f"epoch {epochs}: training bound {total / len(train):.2f} nats "
+        print(f"epoch {epochs}: training bound {total / seen:.2f} nats on {seen} images "
               f"({time.perf_counter() - start:.0f} s)", flush=True)
     model.eval()
     with minigen.no_grad():
