@@ -96,3 +96,24 @@ def test_bad_input(x_shape, w_shape, m_shape, b_shape, match):
     bias = None if b_shape is None else np.zeros(b_shape)
     with pytest.raises(ValueError, match=match):
         F.masked_conv2d(np.zeros(x_shape), np.zeros(w_shape), np.ones(m_shape), bias)
+
+
+@settings(max_examples=10)
+@given(groups=st.sampled_from([1, 3]), k=st.sampled_from([1, 3, 5]), mask_type=st.sampled_from("AB"),
+       dilation=st.integers(1, 2), h=st.integers(1, 6), w=st.integers(1, 6), seed=st.integers(0, 99))
+def test_layer_fast_path_equals_its_reference_path(groups, k, mask_type, dilation, h, w, seed):
+    """nn.MaskedConv2d's forward (the live taps) against its plain ``reference`` path."""
+    minigen.manual_seed(seed)
+    layer = minigen.nn.MaskedConv2d(groups, 2 * groups, k, mask_type, dilation=dilation,
+                                    channel_groups=groups, dtype="float64")
+    x = on_device(np.random.default_rng(seed).standard_normal((2, groups, h, w)))
+    upstream = on_device(np.random.default_rng(seed + 1).standard_normal((2, 2 * groups, h, w)))
+    results = []
+    for path in (layer, layer.reference):
+        xt = minigen.tensor(x, requires_grad=True)
+        layer.zero_grad()
+        y = path(xt)
+        y.backward(minigen.tensor(upstream))
+        results.append([to_host(y), to_host(xt.grad), to_host(layer.weight.grad), to_host(layer.bias.grad)])
+    for name, a, b in zip(("y", "dx", "dW", "db"), *results):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12, err_msg=name)

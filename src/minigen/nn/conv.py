@@ -128,5 +128,11 @@ class MaskedConv2d(Conv2d):
         self.register_buffer("mask", xp.asarray(mask, dtype=self.weight.dtype))
 
     def forward(self, x):
+        """conv2d(x, W * mask) computed over the mask's live taps only (``F.masked_conv2d``)."""
+        check_channels("MaskedConv2d", x, self.in_channels)
+        return F.masked_conv2d(x, self.weight, self.mask, self.bias, self.padding, self.dilation)
+
+    def reference(self, x):
+        """The plain path forward must agree with (tested): conv2d with W * mask, every tap."""
         check_channels("MaskedConv2d", x, self.in_channels)
         return F.conv2d(x, self.weight * self.mask, self.bias, 1, self.padding, self.dilation)
