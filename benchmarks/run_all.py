@@ -29,6 +29,9 @@ QUICK = {
     "bench_pixelcnn.py": ["--skip-training", "--repeats", "1", "--n-samples", "2", "--memory-batch", "16"],
 }
 FULL = {"bench_pixelcnn.py": ["--skip-training"]}
+# The samplers' many small GEMMs ran several times slower on two BLAS threads than on one here
+# (see bench_pixelcnn.py's docstring): the sampling benchmark always gets one.
+ONE_THREAD = {"bench_pixelcnn.py"}
 
 
 def run(script, args, threads):
@@ -135,8 +138,10 @@ def main():
     rows = []
     for script, parse in PARSERS.items():
         threads = ["--threads", str(args.threads)] if script == "bench_mlp_vae_step.py" else []
-        rows += parse(run(script, settings.get(script, []) + threads, args.threads))
-    text = (f"{'Quick' if args.quick else 'Full'} run, {args.threads} BLAS/torch threads, "
+        rows += parse(run(script, settings.get(script, []) + threads,
+                          1 if script in ONE_THREAD else args.threads))
+    text = (f"{'Quick' if args.quick else 'Full'} run, {args.threads} BLAS/torch threads "
+            f"(sampling: 1), "
             f"{os.cpu_count()} CPUs, load average {load_start:.1f} at the start and "
             f"{os.getloadavg()[0]:.1f} at the end (`python benchmarks/run_all.py"
             f"{' --quick' if args.quick else ''} --threads {args.threads}`):\n\n" + table(rows))
