@@ -126,7 +126,7 @@ BAD = [
     ("one hidden layer", lambda: DBM((4, 3)).fit(np.zeros((5, 4))), ValueError, "layer_sizes"),
     ("width mismatch", lambda: DBM((4, 3, 2)).fit(np.zeros((5, 3))), ValueError, "4 columns"),
     ("outside [0, 1]", lambda: DBM((4, 3, 2)).fit(np.full((5, 4), 2.0)), ValueError, "\\[0, 1\\]"),
-    ("ragged", lambda: DBM((2, 3, 2)).fit([[0, 1], [1]]), ValueError, ""),
+    ("ragged", lambda: DBM((2, 3, 2)).fit([[0, 1], [1]]), ValueError, "ragged"),
     ("not fitted", lambda: DBM((4, 3, 2)).sample(2), ValueError, "not fitted"),
     ("too big for exact log Z", lambda: random_dbm((30, 25, 2)).log_partition(), ValueError, "log_partition_ais"),
     ("score without log Z", lambda: random_dbm((30, 25, 2)).score_samples(np.zeros((2, 30))), ValueError,
