@@ -23,10 +23,12 @@ def check_array(X, name="X", ndim=2, like=None):
     """
     if getattr(X, "_is_minigen_tensor", False):
         X = X.data
+    if not hasattr(X, "shape"):  # a (possibly ragged) nested list: a clear error before any move
+        X = as_array(X, name, numpy)
     if like is not None:
         X = to_device(X, device_of(like))
     xp = get_array_module(X)
-    X = as_array(X, name, xp)
+    X = xp.asarray(X)
     if X.dtype.kind not in "biuf":
         raise TypeError(f"{name} must hold real numbers, got an array of dtype {X.dtype}")
     if X.dtype not in (numpy.float32, numpy.float64):
