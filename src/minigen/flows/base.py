@@ -71,7 +71,8 @@ def dequantize(x, n_levels=256, generator=None):
         raise ValueError(f"dequantize: x must hold levels in [0, {top}] "
                          f"({'integers' if top != 1 else 'floats k / ' + str(n_levels - 1)}), "
                          f"got values in [{float(data.min()):.4g}, {float(data.max()):.4g}]")
-    u = get_generator(generator, xp).random(k.shape)
+    u = get_generator(generator, xp).random(k.shape)  # a host Generator draws on the host:
+    u = backend.to_device(u, backend.device_of(k))    # move its draws to the data's device
     return Tensor(((k + u) / n_levels).astype(dtype))
 
 
