@@ -36,6 +36,11 @@ in one pass (training is parallel, sampling is sequential):
 
 ``forward(x, y, cond)`` returns the logits (N, V, C, H, W) of every conditional.
 
+PixelCNN++'s output (Salimans et al. 2017, deck 002): with ``n_mixtures`` K, each conditional
+is instead a ``DiscretizedLogisticMixture`` of K logistics over the V levels, and the network
+outputs its 3K parameters per pixel and channel (``forward`` then returns (N, 3K, C, H, W)):
+far fewer outputs than 256 logits, and neighbouring levels share probability mass.
+
 PixelCNN (2016a, Sec. 3.4, Fig. 5): a k x k mask-A convolution, then residual blocks
 x + [ReLU, 1x1 (2h -> h), ReLU, 3x3 mask B (h -> h), ReLU, 1x1 (h -> 2h)](x), then ReLU, 1x1, ReLU,
 1x1 to C*V logits. Its receptive field has a blind spot. A path from input to output adds one
@@ -78,7 +83,7 @@ import numpy as np
 from .. import backend
 from .. import functional as F
 from ..autograd import Tensor, no_grad
-from ..distributions import Categorical
+from ..distributions import Categorical, DiscretizedLogisticMixture
 from ..nn import Conv2d, Embedding, MaskedConv2d, Module, ModuleList, ReLU, Sequential, init
 from ..random import get_generator
 from ..validation import check_int, numeric_array
@@ -105,10 +110,14 @@ class AutoregressiveImageModel(Module):
     None, conditioning features m(s) (N, F, H, W) or None -> logits (N, V, C, H, W).
     """
 
-    def __init__(self, in_channels, n_values, n_classes, cond_channels, cond_layers, hidden_channels):
+    def __init__(self, in_channels, n_values, n_classes, cond_channels, cond_layers, hidden_channels,
+                 n_mixtures=None):
         super().__init__()
         self.in_channels = check_int(in_channels, "in_channels", minimum=1)
         self.n_values = check_int(n_values, "n_values", minimum=2)
+        self.n_mixtures = None if n_mixtures is None else check_int(n_mixtures, "n_mixtures", minimum=1)
+        # numbers the network outputs per pixel and channel: V logits, or a mixture's 3K parameters
+        self.n_outputs = self.n_values if self.n_mixtures is None else 3 * self.n_mixtures
         self.n_classes = None if n_classes is None else check_int(n_classes, "n_classes", minimum=1)
         self.cond_channels = None if cond_channels is None else \
             check_int(cond_channels, "cond_channels", minimum=1)
@@ -133,9 +142,22 @@ class AutoregressiveImageModel(Module):
         return None if self.cond_channels is None else Conv2d(self.cond_features, n_features, 1)
 
     def _logits(self, out):
-        """Network output (N, C*V, H, W), channel c*V + v -> logits (N, V, C, H, W)."""
+        """Network output (N, C*P, H, W), channel c*P + v -> (N, P, C, H, W), P = ``n_outputs``:
+        the V logits, or with ``n_mixtures`` K the 3K parameters of a discretised logistic mixture."""
         N, _, H, W = out.shape
-        return out.reshape(N, self.in_channels, self.n_values, H, W).permute(0, 2, 1, 3, 4)
+        return out.reshape(N, self.in_channels, self.n_outputs, H, W).permute(0, 2, 1, 3, 4)
+
+    def pixel_distribution(self, params, temperature=1.0):
+        """The distribution of pixel values for network outputs ``params`` (..., P): a Categorical
+        over the V values, or (``n_mixtures``) PixelCNN++'s ``DiscretizedLogisticMixture`` over V
+        levels with parameters [mixture logits, means, log scales] (Salimans et al. 2017). A
+        temperature T divides the logits and, for the mixture, multiplies the scales."""
+        if self.n_mixtures is None:
+            return Categorical(logits=params / temperature)
+        K = self.n_mixtures
+        return DiscretizedLogisticMixture(params[..., :K] / temperature, params[..., K:2 * K],
+                                          params[..., 2 * K:] + math.log(temperature),
+                                          n_levels=self.n_values, validate_args=False)
 
     # -- input checks
     def _xp(self):
@@ -238,9 +260,13 @@ class AutoregressiveImageModel(Module):
 
     def log_prob(self, x, y=None, cond=None):
         """log p(x | y, s) in nats, one value per image (N,): the sum of the conditionals'
-        log-softmaxes. ``cond``: the conditioning map s (models with ``cond_channels``)."""
+        log-softmaxes (or, with ``n_mixtures``, discretised logistic mixtures). ``cond``: the
+        conditioning map s (models with ``cond_channels``)."""
         x, logits = self._checked_logits(x, y, cond)
-        return -F.cross_entropy(logits, x, reduction="none").sum(axis=(1, 2, 3))
+        if self.n_mixtures is None:
+            return -F.cross_entropy(logits, x, reduction="none").sum(axis=(1, 2, 3))
+        params = logits.permute(0, 2, 3, 4, 1)  # (N, C, H, W, 3K)
+        return self.pixel_distribution(params).log_prob(x).sum(axis=(1, 2, 3))
 
     def loss(self, x, y=None, cond=None):
         """Mean negative log-likelihood in nats per image."""
@@ -313,8 +339,8 @@ class AutoregressiveImageModel(Module):
                     crop = x[:, :, top:r + 1, c0:c1] if window else x  # a view: sees each new channel
                     s_crop = None if s is None else (s[:, :, top:r + 1, c0:c1] if window else s)
                     for ch in range(C):
-                        logits = self.network(self.one_hot(crop), y, s_crop).data[:, :, ch, r - top, c - c0]
-                        p = Categorical(logits=logits / temperature)
+                        out = self.network(self.one_hot(crop), y, s_crop).data[:, :, ch, r - top, c - c0]
+                        p = self.pixel_distribution(Tensor(out), temperature)
                         x[:, ch, r, c] = p.sample(generator=rng).data
         return Tensor(x)
 
@@ -357,14 +383,15 @@ class PixelCNN(AutoregressiveImageModel):
     """
 
     def __init__(self, in_channels=1, n_values=2, hidden_channels=64, n_layers=8, kernel_size=7,
-                 n_classes=None, cond_channels=None, cond_layers=2):
+                 n_classes=None, cond_channels=None, cond_layers=2, n_mixtures=None):
         in_channels = check_int(in_channels, "in_channels", minimum=1)
         check_int(n_layers, "n_layers", minimum=1)
         check_odd_kernel(kernel_size)
         if check_int(hidden_channels, "hidden_channels", minimum=2) % (2 * in_channels):
             raise ValueError(f"hidden_channels must be a multiple of 2 * in_channels = "
                              f"{2 * in_channels}, got {hidden_channels}")
-        super().__init__(in_channels, n_values, n_classes, cond_channels, cond_layers, hidden_channels)
+        super().__init__(in_channels, n_values, n_classes, cond_channels, cond_layers, hidden_channels,
+                         n_mixtures)
         C, V = self.in_channels, self.n_values
         self.input_conv = MaskedConv2d(C * V, hidden_channels, kernel_size, "A", channel_groups=C)
         self.input_class_bias = self._class_embedding(hidden_channels)
@@ -375,7 +402,7 @@ class PixelCNN(AutoregressiveImageModel):
             for _ in range(n_layers - 1)])
         self.output = Sequential(
             ReLU(), MaskedConv2d(hidden_channels, hidden_channels, 1, "B", channel_groups=C),
-            ReLU(), MaskedConv2d(hidden_channels, C * V, 1, "B", channel_groups=C))
+            ReLU(), MaskedConv2d(hidden_channels, C * self.n_outputs, 1, "B", channel_groups=C))
         # Receptive field, derived. Output (r, c) of a stride-1 masked k x k layer (padding k//2)
         # reads input rows r - k//2 .. r (the mask zeroes the rows below, and in row r the columns
         # right of c) and columns c - k//2 .. c + k//2. A path through the stack picks one kernel
@@ -447,14 +474,15 @@ class GatedPixelCNN(AutoregressiveImageModel):
     """
 
     def __init__(self, in_channels=1, n_values=2, hidden_channels=64, n_layers=8, kernel_size=7,
-                 n_classes=None, cond_channels=None, cond_layers=2):
+                 n_classes=None, cond_channels=None, cond_layers=2, n_mixtures=None):
         in_channels = check_int(in_channels, "in_channels", minimum=1)
         check_int(n_layers, "n_layers", minimum=1)
         check_odd_kernel(kernel_size)
         if check_int(hidden_channels, "hidden_channels", minimum=1) % in_channels:
             raise ValueError(f"hidden_channels must be a multiple of in_channels = {in_channels}, "
                              f"got {hidden_channels}")
-        super().__init__(in_channels, n_values, n_classes, cond_channels, cond_layers, hidden_channels)
+        super().__init__(in_channels, n_values, n_classes, cond_channels, cond_layers, hidden_channels,
+                         n_mixtures)
         C, V = self.in_channels, self.n_values
         two_h = 2 * hidden_channels
         self.layers = ModuleList([
@@ -465,7 +493,7 @@ class GatedPixelCNN(AutoregressiveImageModel):
             for l in range(n_layers)])
         self.output = Sequential(
             ReLU(), MaskedConv2d(hidden_channels, hidden_channels, 1, "B", channel_groups=C),
-            ReLU(), MaskedConv2d(hidden_channels, C * V, 1, "B", channel_groups=C))
+            ReLU(), MaskedConv2d(hidden_channels, C * self.n_outputs, 1, "B", channel_groups=C))
         # Receptive field, derived (p = kernel_size // 2; layer l = 1..n_layers).
         # Vertical stack: layer 1's (p+1) x k kernel makes v_1 at row r read rows r-p..r, columns
         # c-p..c+p; each later (2 x 3) layer adds 1 row up and 1 column each way, so v_pre of

@@ -30,7 +30,6 @@ complete, and its pre-activations wait for the next row's pixels (the paper's ro
 from .. import backend
 from .. import functional as F
 from ..autograd import Tensor, no_grad
-from ..distributions import Categorical
 from ..ops.masked_conv import live_taps
 
 __all__ = ["sample_cached", "draw_cached"]
@@ -106,10 +105,11 @@ def condition_terms(a, y, s, class_bias, projection):
     return raw(add_conditions(Tensor(xp.zeros_like(raw(a))), y, s, class_bias, projection))
 
 
-def draw_pixel_channel(x, r, c, ch, out, n_values, temperature, rng):
-    """Draw x[:, ch, r, c] from the network's output column out (N, C*V) at pixel (r, c)."""
-    logits = Tensor(out[:, ch * n_values:(ch + 1) * n_values])
-    x[:, ch, r, c] = Categorical(logits=logits / temperature).sample(generator=rng).data
+def draw_pixel_channel(model, x, r, c, ch, out, temperature, rng):
+    """Draw x[:, ch, r, c] from the network's output column out (N, C*P) at pixel (r, c)."""
+    P = model.n_outputs  # V logits, or a mixture's 3K parameters
+    params = Tensor(out[:, ch * P:(ch + 1) * P])
+    x[:, ch, r, c] = model.pixel_distribution(params, temperature).sample(generator=rng).data
 
 
 @no_grad()
@@ -165,7 +165,7 @@ def draw_pixelcnn(model, x, first_row, y, s, temperature, rng):
                     pre = conv.at(cache, r, c) + cond[:, :, r, c]
                     stream = stream + pointwise(expand, relu(pre))
                 out = pointwise(out2, relu(pointwise(out1, relu(stream))))  # (N, C*V)
-                draw_pixel_channel(x, r, c, ch, out, V, temperature, rng)
+                draw_pixel_channel(model, x, r, c, ch, out, temperature, rng)
             first.write(image_cache, r, c, one_hot_pixel(r, c))  # the whole pixel drawn
     return x
 
@@ -218,7 +218,7 @@ def draw_gated(model, x, first_row, y, s, temperature, rng):
                     out = pointwise(h_out[l], gate_column(pre))
                     stream = out if layer.first else stream + out
                 out = pointwise(out2, relu(pointwise(out1, relu(stream))))
-                draw_pixel_channel(x, r, c, ch, out, V, temperature, rng)
+                draw_pixel_channel(model, x, r, c, ch, out, temperature, rng)
             horizontal[0].write(h_cache[0], r, c, one_hot_pixel(r, c))  # the whole pixel drawn
         # row r is complete: its vertical stack, layer by layer, for the pixels of row r + 1
         row = (x[:, :, r, :, None] == values).transpose(0, 1, 3, 2).reshape(len(x), C * V, W)
