@@ -71,6 +71,17 @@ class ResidualStack(Module):
         return x
 
 
+def code_grid_shape(image_shape, n_downsample, model="VQ-VAE"):
+    """(H / 2^n, W / 2^n): the code grid after ``n_downsample`` stride-2 convolutions, with a
+    clear error when the image size is not a multiple of 2^n. Shared by the VQ-VAE and VQ-VAE-2."""
+    H, W = image_shape[-2:]
+    f = 2 ** n_downsample
+    if H % f or W % f:
+        raise ValueError(f"images of size {H}x{W} do not fit this {model}: with n_downsample="
+                         f"{n_downsample} height and width must be multiples of {f}")
+    return H // f, W // f
+
+
 def checked_unit_images(x, in_channels, device, dtype):
     """``x`` as a tensor (N, in_channels, H, W) of ``dtype`` on ``device`` holding finite
     intensities in [0, 1] (the Bernoulli decoder's targets); clear errors otherwise. Shared by
@@ -124,12 +135,7 @@ class VQVAE(Module):
 
     def latent_shape(self, image_shape):
         """(h, w) of the code grid for images of spatial size ``image_shape`` = (H, W)."""
-        H, W = image_shape[-2:]
-        f = 2 ** self.n_downsample
-        if H % f or W % f:
-            raise ValueError(f"images of size {H}x{W} do not fit this VQ-VAE: with n_downsample="
-                             f"{self.n_downsample} height and width must be multiples of {f}")
-        return H // f, W // f
+        return code_grid_shape(image_shape, self.n_downsample, "VQ-VAE")
 
     def check_x(self, x):
         """``x`` as a float tensor (N, C, H, W) with values in [0, 1] and a valid size: a Tensor,

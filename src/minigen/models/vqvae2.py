@@ -46,7 +46,7 @@ from ..autograd import Tensor, no_grad
 from ..nn import Conv2d, ConvTranspose2d, Module, ReLU, Sequential, VectorQuantizer
 from ..random import get_generator
 from ..validation import check_int, numeric_array
-from .vqvae import ResidualStack, checked_unit_images
+from .vqvae import ResidualStack, checked_unit_images, code_grid_shape
 
 __all__ = ["VQVAE2", "VQVAE2Loss"]
 
@@ -112,12 +112,7 @@ class VQVAE2(Module):
 
     def latent_shapes(self, image_shape):
         """((h', w'), (h, w)): the top and bottom code grids of images of size ``image_shape``."""
-        H, W = image_shape[-2:]
-        f = 2 ** self.n_downsample
-        if H % f or W % f:
-            raise ValueError(f"images of size {H}x{W} do not fit this VQ-VAE-2: with n_downsample="
-                             f"{self.n_downsample} height and width must be multiples of {f}")
-        h, w = H // f, W // f
+        h, w = code_grid_shape(image_shape, self.n_downsample, "VQ-VAE-2")
         return (math.ceil(h / 2), math.ceil(w / 2)), (h, w)
 
     # -- checks
