@@ -4,32 +4,45 @@ conv2d(x, W * M) (stride 1) equals conv2d(x, W) restricted to the *live* taps, t
 offsets (i, j) where the mask M (O, C, kh, kw) is not all zero. A PixelCNN mask keeps the rows
 above the centre and the left half of the centre row: a 3x3 type-B kernel has 5 live taps of 9,
 a 7x7 type-A kernel 24 of 49, so skipping the rest saves 4/9 and 25/49 of the work that im2col
-on the full kernel (``minigen.ops.conv``, the plain reference) and PyTorch both spend.
+on the full kernel (``minigen.ops.conv``, the plain reference) and PyTorch both spend. Without a
+mask every tap is live: the Gated PixelCNN's vertical stack uses that with padding on the top
+only (a causal convolution), which ``conv2d``'s symmetric padding cannot express.
 
 Layout: the shifted-slice trick. Pad x and flatten every pixel of every padded image into one
-column of x_flat (C, N*Hp*Wp) (channels first, as ``minigen.ops.conv`` lays out its columns).
-Output pixel (n, r, c) is computed at column q = (n*Hp + r)*Wp + c of a "wide" output grid of
-the same size, and tap (i, j) reads column q + s_ij with s_ij = i*dh*Wp + j*dw, the same shift
-for every pixel. So tap (i, j) contributes
+column of x_flat (C, M), M = N*Hp*Wp (channels first, as ``minigen.ops.conv`` lays out its
+columns). Output pixel (n, r, c) is computed at column q = (n*Hp + r)*Wp + c of a "wide" output
+grid of the same size, and tap (i, j) reads column q + s_ij with s_ij = i*dh*Wp + j*dw, the same
+shift for every pixel. So, with W_ij = (W * M)[:, :, i, j] (O, C),
 
-    y_wide[:, 0:L] += W_ij @ x_flat[:, s_ij : s_ij + L],     W_ij = (W * M)[:, :, i, j]   (O, C)
+    y_wide[:, q] = sum over live taps of W_ij @ x_flat[:, q + s_ij],      q < L = M - max shift,
 
-a GEMM on a slice of x_flat (no im2col over every offset), with L = N*Hp*Wp - max shift.
-Columns of the wide grid that are not output pixels (q in the padding) are computed and
-dropped; they cost (Hp*Wp)/(OH*OW) - 1 extra work (15% for 3x3 on 28x28). The T live taps'
-slices are stacked into one (T*C, L) matrix, so that the T shifted GEMMs are one GEMM with
-K = T*C (T GEMMs with K = C would be slow for the C = 1 input layer, and each would need its
-own pass to add its product in). Backward, with g_wide the output gradient placed on the wide
-grid (zeros elsewhere):
+one GEMM with K = T*C on the T live taps' slices stacked (no im2col over every offset). Columns
+of the wide grid that are not output pixels (q in the padding) are computed and dropped: they
+cost (Hp*Wp)/(OH*OW) - 1 extra work (15% for 3x3 on 28x28). Backward, with G the output gradient
+on the wide grid (zeros at the padding columns) shifted right by the largest shift S (G[:, S+q]),
 
-    dW_ij = (g_wide[:, 0:L] @ x_flat[:, s_ij : s_ij + L]^T) * M_ij
-    dx_flat[:, s_ij : s_ij + L] += W_ij^T @ g_wide[:, 0:L]            (for every live tap)
+    dx_flat[:, p] = sum_ij W_ij^T @ G[:, S + p - s_ij]          (a correlation with the flipped taps)
+    dW_ij         = sum_p G[:, S + p - s_ij] @ x_flat[:, p]^T    (then times M_ij)
+
+so the input gradient is one GEMM on the stacked slices of G (no scatter-add of T column
+blocks), and the weight gradient reuses that same stack.
+
+Speed and memory. The stacked slices are built a chunk of columns at a time (about a MiB:
+they stay in cache, and freshly allocated large buffers, whose page faults cost as much as the
+copy, are never needed) and each chunk's GEMM runs at once; nothing stacked is kept. Backward
+needs only x_flat (the padded input, T times smaller than the stacked columns); a 1x1 kernel
+without padding needs no x_flat either: it is one batched GEMM per image on x itself, in x's
+NCHW layout, and keeps x.
 """
+import numbers
+
 from ..autograd import Function
 from ..backend import get_array_module
-from .conv import WindowGeometry, channels_first, check_conv_inputs, from_columns
+from .conv import channels_first, check_conv_inputs, pair
 
 __all__ = ["masked_conv2d", "live_taps"]
+
+CHUNK_BYTES = 8 * 2 ** 20  # stacked slices built at a time (larger: fewer, larger GEMMs)
 
 
 def live_taps(mask):
@@ -38,91 +51,173 @@ def live_taps(mask):
     return [(i, j) for i, row in enumerate(alive) for j, live in enumerate(row) if live]
 
 
+def padding_sides(padding):
+    """An int, (ph, pw) or ((top, bottom), (left, right)) -> ((top, bottom), (left, right))."""
+    if isinstance(padding, (tuple, list)) and len(padding) == 2 and all(
+            isinstance(p, (tuple, list)) for p in padding):
+        sides = tuple(pair(tuple(p), "masked_conv2d: padding") for p in padding)
+    else:
+        sides = tuple((p, p) for p in pair(padding, "masked_conv2d: padding"))
+    if min(min(s) for s in sides) < 0:
+        raise ValueError(f"masked_conv2d: padding must be >= 0, got {padding}")
+    return sides
+
+
+def column_chunks(start, stop, rows, itemsize):
+    """Slices of the columns start..stop such that a chunk of ``rows`` rows fills CHUNK_BYTES."""
+    step = max(64, CHUNK_BYTES // max(1, rows * itemsize))
+    return [slice(a, min(a + step, stop)) for a in range(start, stop, step)]
+
+
+def stacked(a, offsets, cols):
+    """(len(offsets) * rows, len(cols)): the column slices a[:, cols + offset], stacked."""
+    xp = get_array_module(a)
+    out = xp.empty((len(offsets), a.shape[0], cols.stop - cols.start), dtype=a.dtype)
+    for t, s in enumerate(offsets):
+        out[t] = a[:, cols.start + s:cols.stop + s]
+    return out.reshape(-1, out.shape[-1])
+
+
 class MaskedConv2d(Function):
-    """y = conv2d(x, W * M, b), stride 1, summed over the live taps of M only (module docstring)."""
+    """y = conv2d(x, W * M, b), stride 1, summed over the live taps of M only (module docstring).
 
-    def __init__(self, padding=0, dilation=1):
-        self.padding, self.dilation = padding, dilation
+    ``mask``: an array of the weight's shape, or None (every tap live); ``padding`` as in
+    ``padding_sides``.
+    """
 
-    def forward(self, x, weight, mask, bias=None):
+    def __init__(self, mask, padding=0, dilation=1):
+        self.mask, self.padding, self.dilation = mask, padding_sides(padding), pair(dilation, "dilation")
+
+    def forward(self, x, weight, bias=None):
         check_conv_inputs("masked_conv2d", x, weight, bias, in_axis=1, out_axis=0)
-        if tuple(mask.shape) != tuple(weight.shape):
+        if self.mask is not None and tuple(self.mask.shape) != tuple(weight.shape):
             raise ValueError(f"masked_conv2d: mask must have the weight's shape {tuple(weight.shape)}, "
-                             f"got {tuple(mask.shape)}")
+                             f"got {tuple(self.mask.shape)}")
+        if min(self.dilation) < 1:
+            raise ValueError(f"masked_conv2d: dilation must be >= 1, got {self.dilation}")
         xp = get_array_module(x)
-        geom = WindowGeometry("masked_conv2d", x.shape[2:], weight.shape[2:], 1, self.padding,
-                              self.dilation)
-        (hp, wp), (dh, dw), (kh, kw) = geom.padded, geom.dilation, geom.kernel
-        n, c = x.shape[:2]
+        (top, bottom), (left, right) = self.padding
+        (dh, dw), (kh, kw) = self.dilation, weight.shape[2:]
+        n, c, h, w = x.shape
         o = weight.shape[0]
-        self.taps = live_taps(mask)
+        hp, wp = h + top + bottom, w + left + right
+        span = (dh * (kh - 1) + 1, dw * (kw - 1) + 1)
+        if span[0] > hp or span[1] > wp:
+            raise ValueError(f"masked_conv2d: kernel of size {span[0]}x{span[1]} (dilation included) "
+                             f"is larger than the padded input {hp}x{wp} (input {h}x{w} plus "
+                             f"padding {self.padding})")
+        self.out_size = (hp - span[0] + 1, wp - span[1] + 1)
+        self.taps = live_taps(self.mask) if self.mask is not None else \
+            [(i, j) for i in range(kh) for j in range(kw)]
         self.tap_rows, self.tap_cols = [i for i, _ in self.taps], [j for _, j in self.taps]
-        self.shifts = [i * dh * wp + j * dw for i, j in self.taps]
-        self.length = n * hp * wp - ((kh - 1) * dh * wp + (kw - 1) * dw)  # L
-        self.geom, self.mask, self.x_shape = geom, mask, x.shape
-        x_pad = xp.zeros((c, n) + geom.padded, dtype=x.dtype)
-        x_pad[geom.unpadded()] = channels_first(x)
-        self.x_flat = x_pad.reshape(c, n * hp * wp)
+        if self.taps:  # padding below / right of what the lowest / rightmost live tap reads: dropped
+            hp -= min(bottom, (kh - 1 - max(self.tap_rows)) * dh)
+            wp -= min(right, (kw - 1 - max(self.tap_cols)) * dw)
+        self.x_shape, self.padded = x.shape, (hp, wp)
+        masked = weight if self.mask is None else weight * self.mask
         # W_live (O, T*C): column t*C + c is W_ij[:, c] of live tap t
-        w_live = (weight * mask)[:, :, self.tap_rows, self.tap_cols]  # (O, C, T)
+        w_live = masked[:, :, self.tap_rows, self.tap_cols]  # (O, C, T)
         self.w_live = xp.ascontiguousarray(w_live.transpose(0, 2, 1)).reshape(o, -1)
-        y_wide = xp.zeros((o, n * hp * wp), dtype=x.dtype)
-        # the live columns (T*C, L) stay for the weight gradient, freed as soon as it has used them
-        self.cols = self.live_columns() if self.taps else None
-        if self.taps:
-            y_wide[:, :self.length] = self.w_live @ self.cols
-        return from_columns(self.on_output_grid(y_wide), n, geom.out_size, bias)
-
-    def on_output_grid(self, wide):
-        """(O, N*Hp*Wp) on the wide grid -> (O, N*OH*OW) on the output pixels (a copy)."""
-        xp = get_array_module(wide)
-        (hp, wp), (oh, ow), n = self.geom.padded, self.geom.out_size, self.x_shape[0]
-        grid = wide.reshape(-1, n, hp, wp)[:, :, :oh, :ow]
-        return xp.ascontiguousarray(grid).reshape(wide.shape[0], -1)
-
-    def live_columns(self):
-        """(T*C, L): the slices x_flat[:, s_t : s_t + L] of the live taps, stacked."""
-        xp = get_array_module(self.x_flat)
-        c = self.x_flat.shape[0]
-        cols = xp.empty((len(self.taps), c, self.length), dtype=self.x_flat.dtype)
-        for t, s in enumerate(self.shifts):
-            cols[t] = self.x_flat[:, s:s + self.length]
-        return cols.reshape(-1, self.length)
+        out = xp.empty((n, o) + self.out_size, dtype=x.dtype)
+        self.pointwise = (kh, kw) == (1, 1) and (hp, wp) == (h, w)
+        if not self.taps:
+            out[...] = 0
+        elif self.pointwise:  # one GEMM per image on x as it is
+            self.x = x
+            xp.matmul(self.w_live, x.reshape(n, c, h * w), out=out.reshape(n, o, h * w))
+        else:
+            self.shifts = [i * dh * wp + j * dw for i, j in self.taps]
+            self.max_shift = max(self.shifts)
+            x_pad = xp.zeros((c, n, hp, wp), dtype=x.dtype)
+            x_pad[:, :, top:top + h, left:left + w] = channels_first(x)
+            self.x_flat = x_pad.reshape(c, n * hp * wp)
+            y_wide = xp.empty((o, n * hp * wp), dtype=x.dtype)  # only output pixels are read
+            length = n * hp * wp - self.max_shift  # L: the last output pixel's column + 1, or more
+            for cols in column_chunks(0, length, len(self.taps) * c, x.itemsize):
+                y_wide[:, cols] = self.w_live @ stacked(self.x_flat, self.shifts, cols)
+            (oh, ow) = self.out_size
+            grid = channels_first(y_wide.reshape(o, n, hp, wp)[:, :, :oh, :ow])
+            if bias is not None:  # the bias added in the same pass
+                return xp.add(grid, bias.reshape(1, -1, 1, 1), out=out)
+            out[...] = grid
+        if bias is not None:
+            out += bias.reshape(1, -1, 1, 1)
+        return out
 
     def backward(self, g):
-        xp = get_array_module(g)
         need_x, need_w = self.needs_input_grad[:2]
-        need_b = len(self.needs_input_grad) > 3 and self.needs_input_grad[3]
-        n, c = self.x_shape[:2]
-        (hp, wp), (oh, ow) = self.geom.padded, self.geom.out_size
-        o, length = g.shape[1], self.length
-        g_wide = xp.zeros((o, n, hp, wp), dtype=g.dtype)
-        g_wide[:, :, :oh, :ow] = channels_first(g)
-        g_live = g_wide.reshape(o, -1)[:, :length]  # (O, L)
+        need_b = len(self.needs_input_grad) > 2 and self.needs_input_grad[2]
         gx = gw = None
-        cols, self.cols = self.cols, None  # a second backward (retain_graph) rebuilds them
+        if self.pointwise or not self.taps:
+            gx, gw_live = self.pointwise_backward(g, need_x, need_w)
+        else:
+            gx, gw_live = self.shifted_backward(g, need_x, need_w)
         if need_w:
+            xp = get_array_module(g)
             gw = xp.zeros(self.input_shapes[1], dtype=g.dtype)
-            if self.taps:
-                cols = self.live_columns() if cols is None else cols
-                gw_live = (g_live @ cols.T).reshape(o, len(self.taps), c)
+            if gw_live is not None:  # (O, T, C)
                 gw[:, :, self.tap_rows, self.tap_cols] = gw_live.transpose(0, 2, 1)
-                gw *= self.mask
-        del cols
-        if need_x:
-            gx_flat = xp.zeros((c, n * hp * wp), dtype=g.dtype)
-            if self.taps:
-                g_cols = (self.w_live.T @ g_live).reshape(len(self.taps), c, length)
-                for t, s in enumerate(self.shifts):
-                    gx_flat[:, s:s + length] += g_cols[t]
-            gx_pad = gx_flat.reshape((c, n) + self.geom.padded)[self.geom.unpadded()]
-            gx = xp.ascontiguousarray(channels_first(gx_pad))
+                if self.mask is not None:
+                    gw *= self.mask
         gb = g.sum(axis=(0, 2, 3)) if need_b else None
-        return gx, gw, None, gb
+        return (gx, gw) if len(self.needs_input_grad) == 2 else (gx, gw, gb)
+
+    def pointwise_backward(self, g, need_x, need_w):
+        """A 1x1 kernel (or no live tap): dx = W^T g and dW = sum_n g_n x_n^T, image by image."""
+        xp = get_array_module(g)
+        n, c, h, w = self.x_shape
+        if not self.taps:
+            return (xp.zeros(self.x_shape, dtype=g.dtype) if need_x else None), None
+        g3 = g.reshape(n, -1, h * w)
+        gx = (self.w_live.T @ g3).reshape(self.x_shape) if need_x else None
+        gw_live = None
+        if need_w:
+            gw_live = (g3 @ self.x.reshape(n, c, h * w).swapaxes(1, 2)).sum(axis=0)[:, None, :]
+        return gx, gw_live
+
+    def shifted_backward(self, g, need_x, need_w):
+        """The two gradients of the module docstring, a chunk of columns at a time."""
+        xp = get_array_module(g)
+        n, c, h, w = self.x_shape
+        (hp, wp), (oh, ow) = self.padded, self.out_size
+        (top, _), (left, _) = self.padding
+        o, size, front, taps = g.shape[1], n * hp * wp, self.max_shift, len(self.taps)
+        big_g = xp.zeros((o, front + size), dtype=g.dtype)  # G: g on the wide grid, shifted by S
+        big_g[:, front:].reshape(o, n, hp, wp)[:, :, :oh, :ow] = channels_first(g)
+        gx = gw_live = None
+        if need_x:
+            # the input pixels lie in columns first..last of the padded grid (x_flat is zero outside)
+            first, last = top * wp + left, ((n - 1) * hp + top + h - 1) * wp + left + w
+            gx_flat = xp.empty((c, size), dtype=g.dtype)
+            # W_flip (C, T*O): column t*O + o is W_ij[o, :] of live tap t
+            w_flip = self.w_live.reshape(o, taps, c).transpose(2, 1, 0).reshape(c, taps * o)
+            gw_stack = xp.zeros((taps * o, c), dtype=g.dtype) if need_w else None
+            back = [front - s for s in self.shifts]
+            for cols in column_chunks(first, last, taps * o, g.itemsize):
+                g_cols = stacked(big_g, back, cols)  # (T*O, chunk)
+                gx_flat[:, cols] = w_flip @ g_cols
+                if need_w:
+                    gw_stack += g_cols @ self.x_flat[:, cols].T
+            gx_grid = gx_flat.reshape(c, n, hp, wp)[:, :, top:top + h, left:left + w]
+            gx = xp.ascontiguousarray(channels_first(gx_grid))
+            if need_w:
+                gw_live = gw_stack.reshape(taps, o, c).transpose(1, 0, 2)
+        elif need_w:  # no input gradient: stack x's T*C rows (fewer than g's T*O for an input layer)
+            gw_live = xp.zeros((o, taps * c), dtype=g.dtype)
+            for cols in column_chunks(0, size - front, taps * c, g.itemsize):
+                gw_live += big_g[:, front + cols.start:front + cols.stop] @ stacked(
+                    self.x_flat, self.shifts, cols).T
+            gw_live = gw_live.reshape(o, taps, c)
+        return gx, gw_live
 
 
 def masked_conv2d(x, weight, mask, bias=None, padding=0, dilation=1):
     """conv2d(x, weight * mask, bias, stride=1, padding, dilation), computing only the kernel
-    taps where ``mask`` (an array of the weight's shape, not trained) is nonzero."""
-    inputs = (x, weight, mask) if bias is None else (x, weight, mask, bias)
-    return MaskedConv2d(padding, dilation)(*inputs)
+    taps where ``mask`` (an array of the weight's shape, not trained) is nonzero; ``mask=None``:
+    every tap. ``padding``: an int, (ph, pw), or ((top, bottom), (left, right))."""
+    inputs = (x, weight) if bias is None else (x, weight, bias)
+    if getattr(mask, "_is_minigen_tensor", False):
+        mask = mask.data
+    if mask is not None:
+        mask = get_array_module(getattr(weight, "data", weight)).asarray(mask)
+    return MaskedConv2d(mask, padding, dilation)(*inputs)
