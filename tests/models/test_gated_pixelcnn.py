@@ -57,3 +57,66 @@ def test_class_label_enters_every_layer():
         weight.data[...] = on_device(np.random.default_rng(0).standard_normal(weight.shape))
     x = np.zeros((1, 1, 3, 3), dtype=int)
     assert model.log_prob(x, y=0).item() != pytest.approx(model.log_prob(x, y=3).item())
+
+
+# -- the fused ops and the fast layer against their plain references
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+from devices import to_host  # noqa: E402
+from minigen.gradcheck import gradcheck  # noqa: E402
+from minigen.models.pixelcnn import gate_reference, shift_down, shift_down_reference  # noqa: E402
+
+shapes = st.tuples(st.integers(1, 2), st.sampled_from([1, 3]), st.integers(1, 3), st.integers(1, 4),
+                   st.integers(1, 4), st.integers(0, 2 ** 16))
+
+
+def values_and_grad(fn, a, upstream):
+    t = minigen.tensor(on_device(a), requires_grad=True)
+    out = fn(t)
+    out.backward(minigen.tensor(on_device(upstream)))
+    return to_host(out), to_host(t.grad)
+
+
+@settings(max_examples=10)
+@given(shapes)
+def test_fused_gate_and_shift_equal_their_references_and_pass_gradcheck(shape):
+    n, groups, per_group, h, w, seed = shape
+    rng = np.random.default_rng(seed)
+    a = 3 * rng.standard_normal((n, 2 * groups * per_group, h, w))
+    for fast, reference, out_channels in ((lambda t: gate(t, groups), lambda t: gate_reference(t, groups),
+                                           groups * per_group),
+                                          (shift_down, shift_down_reference, 2 * groups * per_group)):
+        upstream = rng.standard_normal((n, out_channels, h, w))
+        for got, want in zip(values_and_grad(fast, a, upstream), values_and_grad(reference, a, upstream)):
+            np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-14)
+        assert gradcheck(fast, [a])
+
+
+@settings(max_examples=6, deadline=None)
+@given(first=st.booleans(), groups=st.sampled_from([1, 3]), kernel_size=st.sampled_from([3, 5]),
+       conditioned=st.booleans(), seed=st.integers(0, 99))
+def test_gated_layer_fast_path_equals_its_reference(first, groups, kernel_size, conditioned, seed):
+    """GatedLayer.forward (masked_conv2d with top-only padding, fused gate and shift) against
+    GatedLayer.reference (Conv2d and a slice, the composed gate, pad and slice): both outputs and
+    the gradients of the inputs and of every parameter, float64."""
+    model = make(GatedPixelCNN, seed=seed, in_channels=groups, hidden_channels=2 * groups,
+                 kernel_size=kernel_size, n_layers=2, n_classes=3 if conditioned else None,
+                 cond_channels=2 if conditioned else None)
+    layer = model.layers[0 if first else 1]
+    rng = np.random.default_rng(seed)
+    c_in = layer.horizontal.in_channels
+    v, h = (on_device(rng.standard_normal((2, c_in, 5, 6))) for _ in range(2))
+    y = on_device(np.array([0, 2])) if conditioned else None
+    s = minigen.tensor(on_device(rng.standard_normal((2, 2 * groups, 5, 6)))) if conditioned else None
+    up_v, up_h = (minigen.tensor(on_device(rng.standard_normal((2, 2 * groups, 5, 6)))) for _ in range(2))
+    results = []
+    for path in (layer, layer.reference):
+        model.zero_grad()
+        vt, ht = minigen.tensor(v, requires_grad=True), minigen.tensor(h, requires_grad=True)
+        v_out, h_out = path(vt, ht, y, s)
+        ((v_out * up_v).sum() + (h_out * up_h).sum()).backward()
+        results.append([to_host(v_out), to_host(h_out), to_host(vt.grad), to_host(ht.grad)]
+                       + [to_host(p.grad) for p in layer.parameters()])
+    for a, b in zip(*results):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)

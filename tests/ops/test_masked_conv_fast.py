@@ -1,5 +1,8 @@
 """masked_conv2d (live taps only) against the plain reference conv2d(x, W * M): values and
-gradients, gradcheck, the live-tap counts of PixelCNN masks, bad input."""
+gradients (PixelCNN masks, arbitrary masks, no mask, one-sided padding, one chunk or many),
+gradcheck, the live-tap counts of PixelCNN masks, what backward keeps, bad input."""
+from unittest import mock
+
 import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
@@ -9,6 +12,7 @@ import minigen.functional as F
 from devices import on_device, to_host
 from minigen.gradcheck import gradcheck
 from minigen.nn.conv import pixelcnn_mask
+from minigen.ops import masked_conv
 
 
 @st.composite
@@ -57,6 +61,93 @@ def test_fast_equals_reference_values_and_gradients(case):
         np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12, err_msg=name)
     # the weight gets no gradient through the taps its mask zeroes
     assert np.all(got[2][mask == 0] == 0)
+
+
+@st.composite
+def general_cases(draw):
+    """Any kernel (kh, kw) (even sizes and the Gated PixelCNN's (k//2 + 1, k) included), an
+    arbitrary 0/1 mask (whole taps and single entries dead) or none, padding (top, bottom),
+    (left, right) drawn side by side, dilation; float64 input, weight and bias."""
+    c_in, c_out = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    k = draw(st.sampled_from([1, 3, 5]))
+    kernel = draw(st.sampled_from([(k, k), (k // 2 + 1, k), (draw(st.integers(1, 4)), draw(st.integers(1, 4)))]))
+    dilation = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
+    padding = tuple((draw(st.integers(0, 3)), draw(st.integers(0, 3))) for _ in range(2))
+    span = [d * (kk - 1) + 1 for d, kk in zip(dilation, kernel)]
+    n = draw(st.integers(1, 2))
+    h = draw(st.integers(max(1, span[0] - sum(padding[0])), 10))
+    w = draw(st.integers(max(1, span[1] - sum(padding[1])), 10))
+    rng = np.random.default_rng(draw(st.integers(0, 2 ** 16)))
+    mask = None
+    if draw(st.booleans()):
+        mask = (rng.random((c_out, c_in) + kernel) < 0.7) * (rng.random(kernel) < 0.6)
+    return (rng.standard_normal((n, c_in, h, w)), rng.standard_normal((c_out, c_in) + kernel),
+            mask, rng.standard_normal(c_out), padding, dilation)
+
+
+@settings(max_examples=25)
+@given(general_cases(), st.booleans())
+def test_any_mask_padding_and_chunking_equals_reference(case, small_chunks):
+    """Against zero padding (F.pad) then conv2d with W * M over every tap; with small_chunks the
+    stacked slices are built 64 columns at a time (many chunks)."""
+    x, weight, mask, bias, padding, dilation = case
+    mask_or_ones = np.ones(weight.shape) if mask is None else mask
+    pad_width = ((0, 0), (0, 0)) + padding
+
+    def fast(x_, w_, m_, b_):
+        return F.masked_conv2d(x_, w_, None if mask is None else m_, b_, padding, dilation)
+
+    def reference(x_, w_, m_, b_):
+        return F.conv2d(F.pad(x_, pad_width), w_ * m_, b_, 1, 0, dilation)
+
+    shape = to_host(reference(x, weight, mask_or_ones, bias)).shape
+    upstream = np.random.default_rng(2).standard_normal(shape)
+    with mock.patch.object(masked_conv, "CHUNK_BYTES", 1 if small_chunks else masked_conv.CHUNK_BYTES):
+        got = values_and_grads(fast, x, weight, mask_or_ones, bias, upstream)
+    want = values_and_grads(reference, x, weight, mask_or_ones, bias, upstream)
+    for name, a, b in zip(("y", "dx", "dW", "db"), got, want):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12, err_msg=name)
+
+
+@settings(max_examples=8)
+@given(general_cases())
+def test_gradcheck_any_mask_and_padding(case):
+    x, weight, mask, bias, padding, dilation = case
+    mask = None if mask is None else on_device(mask)
+    assert gradcheck(lambda x_, w_, b_: F.masked_conv2d(x_, w_, mask, b_, padding, dilation),
+                     [x, weight, bias])
+
+
+def test_gradient_of_weight_alone_and_of_input_alone():
+    """Each gradient is computed on its own path (the input layer needs no input gradient)."""
+    rng = np.random.default_rng(3)
+    x, w = on_device(rng.standard_normal((2, 2, 5, 5))), on_device(rng.standard_normal((4, 2, 3, 3)))
+    mask = on_device(pixelcnn_mask(4, 2, 3, "B"))
+    upstream = minigen.tensor(on_device(rng.standard_normal((2, 4, 5, 5))))
+    grads = {}
+    for which in ("x", "w", "both"):
+        xt = minigen.tensor(x, requires_grad=which in ("x", "both"))
+        wt = minigen.tensor(w, requires_grad=which in ("w", "both"))
+        F.masked_conv2d(xt, wt, mask, None, 1).backward(upstream)
+        grads[which] = (xt.grad, wt.grad)
+    np.testing.assert_allclose(to_host(grads["x"][0]), to_host(grads["both"][0]), rtol=1e-12)
+    np.testing.assert_allclose(to_host(grads["w"][1]), to_host(grads["both"][1]), rtol=1e-12)
+    assert grads["x"][1] is None and grads["w"][0] is None
+
+
+@pytest.mark.parametrize("kernel, mask_type", [(3, "B"), (7, "A"), (1, "B")])
+def test_backward_keeps_the_padded_input_not_the_stacked_columns(kernel, mask_type):
+    """What the graph holds per layer is at most the padded input (T times smaller than the T
+    live taps' stacked columns), and for a 1x1 kernel no copy at all."""
+    x = minigen.tensor(on_device(np.ones((2, 4, 9, 9))), requires_grad=True)
+    w = minigen.tensor(on_device(np.ones((4, 4, kernel, kernel))), requires_grad=True)
+    y = F.masked_conv2d(x, w, on_device(pixelcnn_mask(4, 4, kernel, mask_type)), None, kernel // 2)
+    saved = [a for a in vars(y._creator).values() if hasattr(a, "nbytes") and hasattr(a, "shape")]
+    p = kernel // 2
+    padded = x.data.itemsize * 2 * 4 * (9 + 2 * p) * (9 + 2 * p)
+    assert sum(a.nbytes for a in saved if a is not x.data and a.size > 4 * 4 * kernel ** 2) <= padded
+    if kernel == 1:
+        assert not any(a.size > 4 * 4 for a in saved if a is not x.data)
 
 
 @settings(max_examples=8)
