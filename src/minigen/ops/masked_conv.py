@@ -37,7 +37,7 @@ NCHW layout, and keeps x.
 import numbers
 
 from ..autograd import Function
-from ..backend import get_array_module
+from ..backend import get_array_module, unwrap
 from .conv import channels_first, check_conv_inputs, pair
 
 __all__ = ["masked_conv2d", "live_taps"]
@@ -216,8 +216,6 @@ def masked_conv2d(x, weight, mask, bias=None, padding=0, dilation=1):
     taps where ``mask`` (an array of the weight's shape, not trained) is nonzero; ``mask=None``:
     every tap. ``padding``: an int, (ph, pw), or ((top, bottom), (left, right))."""
     inputs = (x, weight) if bias is None else (x, weight, bias)
-    if getattr(mask, "_is_minigen_tensor", False):
-        mask = mask.data
     if mask is not None:
-        mask = get_array_module(getattr(weight, "data", weight)).asarray(mask)
+        mask = get_array_module(weight).asarray(unwrap(mask))
     return MaskedConv2d(mask, padding, dilation)(*inputs)
