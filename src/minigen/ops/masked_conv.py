@@ -134,7 +134,7 @@ class MaskedConv2d(Function):
             y_wide = xp.empty((o, n * hp * wp), dtype=x.dtype)  # only output pixels are read
             length = n * hp * wp - self.max_shift  # L: the last output pixel's column + 1, or more
             for cols in column_chunks(0, length, len(self.taps) * c, x.itemsize):
-                y_wide[:, cols] = self.w_live @ stacked(self.x_flat, self.shifts, cols)
+                xp.matmul(self.w_live, stacked(self.x_flat, self.shifts, cols), out=y_wide[:, cols])
             (oh, ow) = self.out_size
             grid = channels_first(y_wide.reshape(o, n, hp, wp)[:, :, :oh, :ow])
             if bias is not None:  # the bias added in the same pass
@@ -195,7 +195,7 @@ class MaskedConv2d(Function):
             back = [front - s for s in self.shifts]
             for cols in column_chunks(first, last, taps * o, g.itemsize):
                 g_cols = stacked(big_g, back, cols)  # (T*O, chunk)
-                gx_flat[:, cols] = w_flip @ g_cols
+                xp.matmul(w_flip, g_cols, out=gx_flat[:, cols])
                 if need_w:
                     gw_stack += g_cols @ self.x_flat[:, cols].T
             gx_grid = gx_flat.reshape(c, n, hp, wp)[:, :, top:top + h, left:left + w]
