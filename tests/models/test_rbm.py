@@ -231,6 +231,43 @@ def test_cd1_gradient_expectation(D, H, seed):
         np.testing.assert_array_equal(np.sign(est[clear]), np.sign(ml[clear]))
 
 
+@settings(max_examples=10)
+@given(st.integers(1, 5), st.integers(1, 4), st.integers(1, 6), st.integers(1, 6), st.integers(1, 2),
+       st.booleans(), st.sampled_from([0.0, 0.5]), st.sampled_from([0.0, 0.01]), st.integers(0, 2 ** 16))
+def test_fast_cd_update_equals_the_plain_reference(D, H, n, m, k, persistent, momentum, weight_decay,
+                                                   seed):
+    """fit's _cd_update (one fused statistics GEMM, work arrays) gives the parameters, velocities
+    (with momentum) and chain of cd_update_reference (cd_gradient, then the momentum update), with
+    the same draws;
+    two steps in a row, so the velocities carry over; PCD with a chain of m rows beside n."""
+    rng = np.random.default_rng(seed)
+    X = on_device((rng.random((n + 3, D)) < 0.5).astype(float))
+    chain = on_device((rng.random((m, D)) < 0.5).astype(float)) if persistent else None
+    fast, plain = (random_rbm(D, H, seed, scale=0.5) for _ in range(2))
+    for rbm in (fast, plain):
+        rbm.k, rbm.momentum = k, momentum
+    xp = backend.get_array_module(X)
+    rows = max(n, m)
+    work = {"V": xp.empty((2 * rows, D)), "P": xp.empty((2 * rows, H)), "A": xp.empty((rows, H)),
+            "G": xp.empty((H, D))}
+    velocities = {r: [xp.zeros_like(p) for p in (r.components_, r.intercept_visible_, r.intercept_hidden_)]
+                  for r in (fast, plain)}
+    rng_fast, rng_plain = get_generator(seed + 1, xp), get_generator(seed + 1, xp)
+    chain_fast = chain_plain = chain
+    for batch in (xp.arange(n), xp.arange(3, n + 3)[::-1]):
+        chain_fast = fast._cd_update(X, batch, rng_fast, chain_fast, work, 0.1, weight_decay,
+                                     velocities[fast])
+        chain_plain = plain.cd_update_reference(X[batch], 0.1, velocities[plain], rng_plain,
+                                                chain_plain, weight_decay)
+        chain_fast, chain_plain = (c if persistent else None for c in (chain_fast, chain_plain))
+    kept = (lambda r: params(r) + tuple(velocities[r])) if momentum else params  # u unused at 0
+    for a, b in zip(kept(fast), kept(plain)):
+        np.testing.assert_allclose(to_host(a), to_host(b), rtol=1e-12, atol=1e-14)
+    if persistent:
+        np.testing.assert_array_equal(to_host(chain_fast), to_host(chain_plain))
+    assert rng_fast.random() == rng_plain.random()  # the same number of draws
+
+
 @pytest.mark.parametrize("seed", [0, 1, 2])
 @pytest.mark.parametrize("persistent", [False, True])
 def test_training_increases_exact_log_likelihood_and_pseudo_likelihood(persistent, seed):
