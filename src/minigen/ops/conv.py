@@ -1,24 +1,55 @@
-"""Convolution as matrix products: ``conv2d`` and ``conv_transpose2d`` through im2col / col2im.
+"""Convolution as matrix products: ``conv2d`` and ``conv_transpose2d``, a fast path and a plain one.
 
-The columns matrix holds, for each input channel c and kernel offset (i, j), the input pixels
-that offset touches at every output position (s: stride, d: dilation, x padded by p)::
+Both paths compute, with s: stride, d: dilation and x zero-padded by p,
 
-    cols[(c, i, j), (n, oh, ow)] = x_pad[n, c, i*d + oh*s, j*d + ow*s]      shape (C*kh*kw, N*OH*OW)
+    conv2d:            y[n, :, a, b] = sum_{i, j} W[:, :, i, j] @ x_pad[n, :, a*s + i*d, b*s + j*d]
+    conv_transpose2d:  its adjoint in x (the transpose): <conv2d(x, W), y> = <x, conv_transpose2d(y, W)>
 
-so a convolution is one GEMM and its input gradient (the adjoint) is one GEMM and a col2im::
+and the gradients dW = sum over positions of g (x window)^T, dx = adjoint(g), dy = conv2d(g).
 
-    conv2d:            y = W2 @ cols               W2 = W.reshape(O, C*kh*kw)
-    its adjoint:       x' = col2im(W2^T @ y')      (each offset's slice added back into x)
-    weight gradient:   dW2 = y' @ cols^T
+The plain reference (``conv2d_reference``, ``conv_transpose2d_reference``) is im2col over the
+whole batch, channels first::
 
-conv_transpose2d is that adjoint run forwards (y -> x'), so its backward is conv2d's forward:
-the two Functions share the same helpers with their roles swapped. The (C*kh*kw, N*OH*OW)
-layout keeps every GEMM a single large one (BLAS runs one large product faster than many small
-ones; the README's performance table times conv2d against PyTorch); im2col and col2im loop over the
-kh*kw kernel offsets moving one strided slice each (no per-element loops, no add.at).
-Columns that only live inside one call (the adjoint's, and conv_transpose2d's backward) are made
-a few samples at a time (``sample_chunks``): they then stay in cache, and peak memory stays small.
+    cols[(c, i, j), (n, a, b)] = x_pad[n, c, a*s + i*d, b*s + j*d]      shape (C*kh*kw, N*OH*OW)
+    y2 = W2 @ cols,   dW2 = g2 @ cols^T,   dx = col2im(W2^T @ g2)        W2 = W.reshape(O, C*kh*kw)
+
+one GEMM each, but around them: a transposing padded copy of x, kh*kw window copies whose rows
+are only OW long, the (O, N*OH*OW) <-> NCHW transposes of y and g, and col2im's kh*kw strided
+read-modify-write passes (for conv_transpose2d, a col2im over the 4x-larger output).
+
+The fast path (``conv2d``, ``conv_transpose2d``) keeps "one GEMM per product" but changes the
+layout (``Correlation``), measured piece by piece (1 BLAS thread, 64x32x14x14 -> 64, 3x3):
+
+* *Chunks of samples, channels first inside a chunk*: columns (C*kh*kw, n, L) for n samples
+  (about ``CHUNK_BYTES``), so they are written and read back while in cache, and are never kept
+  (the weight gradient rebuilds them from x, chunk by chunk: no saved 9x-the-input buffer).
+* *Per-sample GEMMs that write NCHW*: y[m] = W2 @ cols[:, m, :] for each sample m (one batched
+  matmul that reads cols in place), so the output needs no transpose; the weight gradient is
+  one GEMM over the chunk, dW2 += g_chunk (O, n*L) @ cols^T.
+* *Wide rows on flat padded planes* (the shifted-slice trick of ``minigen.ops.masked_conv``, per
+  sample): x is padded once into planes Hq x Wq; output pixel (a, b) lives at a*Wq + b of a
+  "wide" row of OH*Wq entries, and every tap (i, j) reads that row at the fixed offset
+  i*d*Wq + j*d of the plane. Each tap's columns are then one contiguous run per channel and
+  sample (OH*Wq long, not OW long): the window copies run at memcpy speed. The price is
+  Wq - OW junk entries per row computed and dropped (2 of 16 here, 12.5% more GEMM work).
+* *1x1 convolutions* (stride 1, no padding): the columns are x itself, a view; y = W2 @ x[m]
+  writes straight into the output: no copy at all.
+* *Stride s > 1, polyphase*: tap i reads x at a*s + i*d - p, that is phase (i*d - p) mod s of x
+  (x[rho::s]) at stride 1; each phase gets its own plane (one strided gather of x), and the
+  taps read wide rows of their phase's plane as above.
+* *The adjoint without col2im* (conv_transpose2d's forward, conv2d's input gradient): output
+  pixel m = q*s + rho receives only the taps i with i*d = rho + p (mod s), each reading y at
+  q + (rho + p - i*d)/s. So each of the s*s output phases is a stride-1 correlation of y with a
+  reversed, transposed sub-kernel (4x4 stride 2: four 2x2 ones), written into the strided view
+  x'[:, :, rho_h::s, rho_w::s]: every output pixel is written once, nothing is scattered and
+  added, and the phases together do exactly the adjoint's FLOPs. (A phase that no tap reaches,
+  e.g. the odd pixels of a 1x1 stride-2 adjoint, is zero.) conv_transpose2d's backward is
+  conv2d's forward and weight product on g.
+
+MEASURED
 """
+import math
+
 from ..autograd import Function
 from ..backend import get_array_module
 
@@ -162,7 +193,10 @@ def check_conv_inputs(op, x, weight, bias, in_axis, out_axis):
                          f"channel, got {tuple(bias.shape)}")
 
 
-class Conv2d(Function):
+
+# ----------------------------------------------------------------------------- the plain reference path
+
+class Conv2dReference(Function):
     """y = conv2d(x, W) + b with W (O, C, kh, kw): one GEMM forward, two GEMMs and a col2im back."""
 
     def __init__(self, stride=1, padding=0, dilation=1):
@@ -195,7 +229,7 @@ class Conv2d(Function):
         return gx, gw, gb
 
 
-class ConvTranspose2d(Function):
+class ConvTranspose2dReference(Function):
     """The adjoint of conv2d, W (C_in, C_out, kh, kw): forward is conv2d's input gradient."""
 
     def __init__(self, stride=1, padding=0, output_padding=0, dilation=1):
@@ -254,6 +288,293 @@ def transposed_geometry(in_size, kernel, stride, padding, output_padding, dilati
                           out_size=in_size)
 
 
+
+# ----------------------------------------------------------------------------- the fast path
+
+def axis_taps(kernel, stride, dilation, pads, out):
+    """One axis of a ``Correlation``: tap i reads x at a*s + o_i, o_i = i*d - pad before, that is
+    phase rho = o_i mod s of x at the shift floor(o_i / s).
+
+    Returns (the phases used, the first shift u0 of each, for each tap (its phase's index, shift
+    - u0), the largest shift - u0): a phase's plane row u holds x row (u + u0) s + rho.
+    """
+    offsets = [i * dilation - pads[0] for i in range(kernel)]
+    phases = sorted({o % stride for o in offsets})
+    first = [min(o // stride for o in offsets if o % stride == rho) for rho in phases]
+    taps = [(phases.index(o % stride), o // stride - first[phases.index(o % stride)]) for o in offsets]
+    return phases, first, taps, max(shift for _, shift in taps)
+
+
+class Correlation:
+    """A strided, dilated window over x zero-padded by ``pads`` ((top, bottom), (left, right);
+    a negative pad crops), computed as GEMMs over columns that are long contiguous runs.
+
+    Along each axis, tap i reads x at a*s + o_i for output a, o_i = i*d - pad: the phase
+    rho_i = o_i mod s of x (x[rho::s]) at the shift u_i = floor(o_i / s), stride 1. Each phase of x
+    is stored once, zero-padded, as a plane of (Hq + 1) x Wq pixels, Hq = OH + max u - min u,
+    Wq = OW + max v - min v, flattened. Output pixel (a, b) sits at a*Wq + b of a *wide* row of
+    OH*Wq entries (b >= OW: junk, dropped), and tap (i, j) reads the same wide row at a fixed
+    offset (u_i - min u) Wq + (v_j - min v) of its plane, so its columns are one contiguous run
+    per channel and sample::
+
+        cols[(c, i, j), n, a*Wq + b] = plane[c, rho_i, rho_j, n][(a + u_i - min u) Wq + b + v_j - min v]
+
+    shape (C*kh*kw, n, OH*Wq): channels first within a chunk of samples.
+    """
+
+    def __init__(self, op, in_size, kernel, stride, dilation, pads, out_size=None):
+        self.pads = tuple(tuple(p) for p in pads)
+        padded = tuple(n + before + after for n, (before, after) in zip(in_size, self.pads))
+        self.window = WindowGeometry(op, padded, kernel, stride, 0, dilation, out_size)
+        self.in_size, self.out_size = tuple(in_size), self.window.out_size
+        axes = [axis_taps(*args) for args in zip(self.window.kernel, self.window.stride,
+                                                 self.window.dilation, self.pads, self.out_size)]
+        self.phases, self.first, self.taps, spans = zip(*axes)
+        self.plane = tuple(n + span for n, span in zip(self.out_size, spans))  # (Hq, Wq)
+        self.pointwise = self.window.kernel == self.window.stride == (1, 1) \
+            and not any(sum(self.pads, ())) and self.out_size == self.in_size
+        self.scratch = {}  # work arrays reused from chunk to chunk (fresh ones cost page faults)
+
+    @classmethod
+    def of(cls, op, geom):
+        """The window of ``geom`` (a WindowGeometry: the same padding on both sides)."""
+        return cls(op, geom.in_size, geom.kernel, geom.stride, geom.dilation,
+                   [(p, p) for p in geom.padding], geom.out_size)
+
+    def column_bytes(self, channels, itemsize):
+        """Bytes of columns per sample (what ``sample_chunks`` sizes chunks by)."""
+        (kh, kw), (oh, _), (_, wq) = self.window.kernel, self.out_size, self.plane
+        return channels * kh * kw * oh * wq * itemsize
+
+    def work(self, name, like, shape, zeros=False):
+        """A work array of ``shape`` (samples on axis 3) made at the first (largest) chunk, then
+        reused: a zeroed one keeps the zeros the chunks never write (the padding)."""
+        buf = self.scratch.get(name)
+        if buf is None or buf.shape[3] < shape[3]:
+            make = get_array_module(like).zeros if zeros else get_array_module(like).empty
+            buf = self.scratch[name] = make(shape, dtype=like.dtype)
+        return buf[:, :, :, :shape[3]]
+
+    def phase_rows(self, axis, a):
+        """(rows of plane a, rows of x) along ``axis``: plane row u <-> x row (u + u0) s + rho."""
+        s, rho, u0 = self.window.stride[axis], self.phases[axis][a], self.first[axis][a]
+        n, size = self.plane[axis], self.in_size[axis]
+        lo, hi = max(0, -u0), min(n, -((rho - size) // s) - u0)
+        if hi <= lo:
+            return None
+        start = (lo + u0) * s + rho
+        return slice(lo, hi), slice(start, start + (hi - lo - 1) * s + 1, s)
+
+    def planes(self, x):
+        """x (n, C, H, W) -> its zero-padded phase planes (C, phases_h, phases_w, n, (Hq + 1) Wq)."""
+        (n, c), (hq, wq), (ph, pw) = x.shape[:2], self.plane, self.phases
+        buf = self.work("planes", x, (c, len(ph), len(pw), n, hq + 1, wq), zeros=True)
+        x = channels_first(x)
+        for a in range(len(ph)):
+            for b in range(len(pw)):
+                rows, cols = self.phase_rows(0, a), self.phase_rows(1, b)
+                if rows is not None and cols is not None:
+                    buf[:, a, b, :, rows[0], cols[0]] = x[:, :, rows[1], cols[1]]
+        return buf.reshape(c, len(ph), len(pw), n, -1)
+
+    def columns(self, x):
+        """cols (C*kh*kw, n, OH*Wq) of the samples x (n, C, H, W); a view of x for a 1x1 window."""
+        n, c = x.shape[:2]
+        if self.pointwise:
+            return channels_first(x.reshape(n, c, -1))
+        planes, (kh, kw), (oh, _), (_, wq) = self.planes(x), self.window.kernel, self.out_size, self.plane
+        length = oh * wq
+        cols = self.work("columns", x, (c, kh, kw, n, length))
+        for i, (a, u) in enumerate(self.taps[0]):
+            for j, (b, v) in enumerate(self.taps[1]):
+                cols[:, i, j] = planes[:, a, b, :, u * wq + v:u * wq + v + length]
+        return cols.reshape(c * kh * kw, n, length)
+
+    def product(self, w2, cols, out, bias=None):
+        """out (n, O, OH, OW) = W2 (O, K) @ cols[:, m, :] for every sample m, junk dropped, + bias.
+
+        Batched GEMMs: each reads its sample's columns in place and writes NCHW; with no junk
+        (Wq = OW) straight into ``out`` when it is contiguous, else through one cropping copy.
+        """
+        xp, n, o = get_array_module(cols), cols.shape[1], w2.shape[0]
+        (oh, ow), wq = self.out_size, self.plane[1]
+        bias = None if bias is None else bias.reshape(1, -1, 1, 1)
+        if wq == ow and out.flags.c_contiguous:
+            xp.matmul(w2, cols.swapaxes(0, 1), out=out.reshape(n, o, -1))
+            if bias is not None:
+                out += bias
+            return out
+        wide = xp.matmul(w2, cols.swapaxes(0, 1)).reshape(n, o, oh, wq)[..., :ow]
+        if bias is None:
+            out[...] = wide
+        else:
+            xp.add(wide, bias, out=out)
+        return out
+
+    def wide(self, g):
+        """g (n, O, OH, OW) on the columns' wide rows, (O, n*OH*Wq), zeros at the junk entries."""
+        xp, (n, o), wq = get_array_module(g), g.shape[:2], self.plane[1]
+        if wq == self.out_size[1]:
+            return xp.ascontiguousarray(channels_first(g)).reshape(o, -1)
+        g_wide = xp.zeros((o, n, self.out_size[0], wq), dtype=g.dtype)
+        g_wide[..., :self.out_size[1]] = channels_first(g)
+        return g_wide.reshape(o, -1)
+
+    def weight_product(self, g, cols):
+        """sum over the samples m of g[m] (O, OH*OW) @ cols[:, m, :]^T: one GEMM, (O, K)."""
+        return self.wide(g) @ cols.reshape(cols.shape[0], -1).T
+
+
+def phase_taps(rho, size, kernel, stride, padding, dilation, grid):
+    """1-D phase rho of the adjoint x'[m] = sum over a*s + i*d - p = m of W[i]^T y[a] (y: ``grid`` long).
+
+    For m = q*s + rho the live taps are the i with i*d = rho + p (mod s), every
+    sigma = s / gcd(s, d)-th one; they read y[q + e_i], e_i = (rho + p - i*d) / s, which steps by
+    delta = d / gcd(s, d). Listed from the last tap down, that is a stride-1 correlation with
+    dilation delta and the taps reversed, over y padded by -e_last before. Returns (taps: a slice
+    of the kernel, delta, (pad before, pad after)) or None when no tap (or no position) lands here.
+    """
+    taps = [i for i in range(kernel) if (i * dilation - rho - padding) % stride == 0]
+    count = len(range(rho, size, stride))
+    if not taps or not count:
+        return None
+    sigma, delta = stride // math.gcd(stride, dilation), dilation // math.gcd(stride, dilation)
+    e_last = (rho + padding - taps[-1] * dilation) // stride
+    after = (count - 1) + e_last + (len(taps) - 1) * delta - (grid - 1)
+    return slice(taps[0], taps[-1] + 1, sigma), delta, (-e_last, after)
+
+
+class Phase:
+    """Output phase (rows, cols) of conv2d's adjoint: x'[:, :, rows, cols] = correlation of y with
+    the reversed sub-kernel W[:, :, taps_h, taps_w] transposed, or zero (``correlation`` None)."""
+
+    def __init__(self, geom, rho):
+        axes = [phase_taps(r, n, k, s, p, d, g) for r, n, k, s, p, d, g in
+                zip(rho, geom.in_size, geom.kernel, geom.stride, geom.padding, geom.dilation, geom.out_size)]
+        self.rows, self.cols = (slice(r, None, s) for r, s in zip(rho, geom.stride))
+        self.taps = self.correlation = None
+        if None not in axes:
+            (taps_h, dh, pads_h), (taps_w, dw, pads_w) = axes
+            self.taps = taps_h, taps_w
+            kernel = tuple(len(range(k)[t]) for k, t in zip(geom.kernel, self.taps))
+            self.correlation = Correlation("conv_transpose2d", geom.out_size, kernel, 1, (dh, dw),
+                                           (pads_h, pads_w))
+
+    def weight(self, weight):
+        """W (O, C, kh, kw) -> this phase's W2 (C, O*Jh*Jw): the live taps, reversed, transposed."""
+        sub = weight[:, :, self.taps[0], self.taps[1]][:, :, ::-1, ::-1]
+        return get_array_module(weight).ascontiguousarray(channels_first(sub)).reshape(sub.shape[1], -1)
+
+
+class Adjoint:
+    """conv2d's adjoint y (N, O, OH, OW) -> x' (N, C, H, W) as s_h*s_w stride-1 correlations,
+    one per output phase, each written into its strided view of x' (no col2im scatter)."""
+
+    def __init__(self, geom, weight):
+        self.phases = [Phase(geom, (rh, rw)) for rh in range(geom.stride[0]) for rw in range(geom.stride[1])]
+        self.weights = [None if p.correlation is None else p.weight(weight) for p in self.phases]
+        self.grid_channels, self.channels = weight.shape[:2]
+
+    def column_bytes(self, itemsize):
+        """Bytes per sample of the largest phase's columns."""
+        return max([p.correlation.column_bytes(self.grid_channels, itemsize)
+                    for p in self.phases if p.correlation is not None] + [1])
+
+    def apply(self, y, out):
+        """out (n, C, H, W) = the adjoint of the samples y (n, O, OH, OW)."""
+        for phase, w2 in zip(self.phases, self.weights):
+            target = out[:, :, phase.rows, phase.cols]
+            if phase.correlation is None:
+                target[...] = 0
+            else:
+                phase.correlation.product(w2, phase.correlation.columns(y), target)
+        return out
+
+
+class Conv2d(Function):
+    """y = conv2d(x, W) + b: per-sample GEMMs over chunks of columns; x' by the adjoint's phases."""
+
+    def __init__(self, stride=1, padding=0, dilation=1):
+        self.stride, self.padding, self.dilation = stride, padding, dilation
+
+    def forward(self, x, weight, bias=None):
+        check_conv_inputs("conv2d", x, weight, bias, in_axis=1, out_axis=0)
+        self.geom = WindowGeometry("conv2d", x.shape[2:], weight.shape[2:], self.stride,
+                                   self.padding, self.dilation)
+        self.x, self.weight = x, weight
+        correlation = Correlation.of("conv2d", self.geom)
+        xp, (n, c), o = get_array_module(x), x.shape[:2], weight.shape[0]
+        w2 = weight.reshape(o, -1)
+        y = xp.empty((n, o) + self.geom.out_size, dtype=x.dtype)
+        for s in sample_chunks(n, correlation.column_bytes(c, x.itemsize)):
+            correlation.product(w2, correlation.columns(x[s]), y[s], bias)
+        return y
+
+    def backward(self, g):
+        """dW2 = sum g[n] @ cols(x[n])^T, columns rebuilt chunk by chunk (none are saved); x' = adjoint(g)."""
+        xp = get_array_module(g)
+        need_x, need_w = self.needs_input_grad[:2]
+        need_b = len(self.needs_input_grad) > 2 and self.needs_input_grad[2]
+        n, c = self.x.shape[:2]
+        o = self.weight.shape[0]
+        gx = xp.empty(self.x.shape, dtype=g.dtype) if need_x else None
+        gw2 = xp.zeros((o, self.weight[0].size), dtype=g.dtype) if need_w else None
+        adjoint = Adjoint(self.geom, self.weight) if need_x else None
+        correlation = Correlation.of("conv2d", self.geom)
+        per_sample = max(correlation.column_bytes(c, g.itemsize) if need_w else 1,
+                         adjoint.column_bytes(g.itemsize) if need_x else 1)
+        for s in sample_chunks(n, per_sample):
+            if need_w:
+                gw2 += correlation.weight_product(g[s], correlation.columns(self.x[s]))
+            if need_x:
+                adjoint.apply(g[s], gx[s])
+        gw = gw2.reshape(self.weight.shape) if need_w else None
+        gb = g.sum(axis=(0, 2, 3)) if need_b else None
+        return gx, gw, gb
+
+
+class ConvTranspose2d(Function):
+    """The adjoint of conv2d, W (C_in, C_out, kh, kw): forward by the output phases, backward is
+    conv2d's forward (x' = W2 @ cols(g)) and weight product (dW2 = sum x[n] @ cols(g[n])^T)."""
+
+    def __init__(self, stride=1, padding=0, output_padding=0, dilation=1):
+        self.stride, self.padding, self.dilation = stride, padding, dilation
+        self.output_padding = output_padding
+
+    def forward(self, x, weight, bias=None):
+        check_conv_inputs("conv_transpose2d", x, weight, bias, in_axis=0, out_axis=1)
+        self.geom = transposed_geometry(x.shape[2:], weight.shape[2:], self.stride, self.padding,
+                                        self.output_padding, self.dilation)
+        self.x, self.weight = x, weight
+        xp, n = get_array_module(x), x.shape[0]
+        adjoint = Adjoint(self.geom, weight)
+        y = xp.empty((n, weight.shape[1]) + self.geom.in_size, dtype=x.dtype)
+        for s in sample_chunks(n, adjoint.column_bytes(x.itemsize)):
+            adjoint.apply(x[s], y[s])
+            if bias is not None:
+                y[s] += bias.reshape(1, -1, 1, 1)
+        return y
+
+    def backward(self, g):
+        xp = get_array_module(g)
+        need_x, need_w = self.needs_input_grad[:2]
+        need_b = len(self.needs_input_grad) > 2 and self.needs_input_grad[2]
+        correlation = Correlation.of("conv_transpose2d", self.geom)
+        n, c_in = self.x.shape[:2]
+        w2 = self.weight.reshape(c_in, -1)
+        gx = xp.empty(self.x.shape, dtype=g.dtype) if need_x else None
+        gw2 = xp.zeros(w2.shape, dtype=g.dtype) if need_w else None
+        for s in sample_chunks(n, correlation.column_bytes(g.shape[1], g.itemsize)):
+            cols = correlation.columns(g[s])
+            if need_x:
+                correlation.product(w2, cols, gx[s])
+            if need_w:
+                gw2 += correlation.weight_product(self.x[s], cols)
+        gw = gw2.reshape(self.weight.shape) if need_w else None
+        gb = g.sum(axis=(0, 2, 3)) if need_b else None
+        return gx, gw, gb
+
+
 def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1):
     """2-D cross-correlation as in PyTorch: x (N, C, H, W), weight (O, C, kh, kw), bias (O,).
 
@@ -271,4 +592,16 @@ def conv_transpose2d(x, weight, bias=None, stride=1, padding=0, output_padding=0
     + output_padding + 1. With the same weight, <conv2d(x, W), y> = <x, conv_transpose2d(y, W)>.
     """
     fn = ConvTranspose2d(stride, padding, output_padding, dilation)
+    return fn(x, weight) if bias is None else fn(x, weight, bias)
+
+
+def conv2d_reference(x, weight, bias=None, stride=1, padding=0, dilation=1):
+    """``conv2d`` by the plain path: one im2col GEMM over the whole batch (the reference)."""
+    fn = Conv2dReference(stride, padding, dilation)
+    return fn(x, weight) if bias is None else fn(x, weight, bias)
+
+
+def conv_transpose2d_reference(x, weight, bias=None, stride=1, padding=0, output_padding=0, dilation=1):
+    """``conv_transpose2d`` by the plain path: one GEMM and a col2im scatter (the reference)."""
+    fn = ConvTranspose2dReference(stride, padding, output_padding, dilation)
     return fn(x, weight) if bias is None else fn(x, weight, bias)
