@@ -27,12 +27,12 @@ on the wide grid (zeros at the padding columns) shifted right by the largest shi
 so the input gradient is one GEMM on the stacked slices of G (no scatter-add of T column
 blocks), and the weight gradient reuses that same stack.
 
-Speed and memory. The stacked slices are built a chunk of columns at a time (about a MiB:
-they stay in cache, and freshly allocated large buffers, whose page faults cost as much as the
-copy, are never needed) and each chunk's GEMM runs at once; nothing stacked is kept. Backward
-needs only x_flat (the padded input, T times smaller than the stacked columns); a 1x1 kernel
-without padding needs no x_flat either: it is one batched GEMM per image on x itself, in x's
-NCHW layout, and keeps x.
+Speed and memory. The stacked slices are built a chunk of columns at a time (CHUNK_BYTES: no
+buffer T times the input's size is ever allocated, whose page faults alone cost about as much
+as the copy) and each chunk's GEMM writes straight into the wide grid; nothing stacked is kept.
+Backward keeps only x, which the graph keeps alive anyway, and rebuilds x_flat from it (one
+copy) when the weight gradient needs it. A 1x1 kernel without padding needs no x_flat at all:
+it is one GEMM per image on x in its own NCHW layout.
 """
 import numbers
 
@@ -120,21 +120,19 @@ class MaskedConv2d(Function):
         self.w_live = xp.ascontiguousarray(w_live.transpose(0, 2, 1)).reshape(o, -1)
         out = xp.empty((n, o) + self.out_size, dtype=x.dtype)
         self.pointwise = (kh, kw) == (1, 1) and (hp, wp) == (h, w)
+        self.x = x  # the graph keeps x alive anyway: backward rebuilds x_flat from it
         if not self.taps:
             out[...] = 0
         elif self.pointwise:  # one GEMM per image on x as it is
-            self.x = x
             xp.matmul(self.w_live, x.reshape(n, c, h * w), out=out.reshape(n, o, h * w))
         else:
             self.shifts = [i * dh * wp + j * dw for i, j in self.taps]
             self.max_shift = max(self.shifts)
-            x_pad = xp.zeros((c, n, hp, wp), dtype=x.dtype)
-            x_pad[:, :, top:top + h, left:left + w] = channels_first(x)
-            self.x_flat = x_pad.reshape(c, n * hp * wp)
+            x_flat = self.flat_padded(x)
             y_wide = xp.empty((o, n * hp * wp), dtype=x.dtype)  # only output pixels are read
             length = n * hp * wp - self.max_shift  # L: the last output pixel's column + 1, or more
             for cols in column_chunks(0, length, len(self.taps) * c, x.itemsize):
-                xp.matmul(self.w_live, stacked(self.x_flat, self.shifts, cols), out=y_wide[:, cols])
+                xp.matmul(self.w_live, stacked(x_flat, self.shifts, cols), out=y_wide[:, cols])
             (oh, ow) = self.out_size
             grid = channels_first(y_wide.reshape(o, n, hp, wp)[:, :, :oh, :ow])
             if bias is not None:  # the bias added in the same pass
@@ -143,6 +141,14 @@ class MaskedConv2d(Function):
         if bias is not None:
             out += bias.reshape(1, -1, 1, 1)
         return out
+
+    def flat_padded(self, x):
+        """x_flat (C, N*Hp*Wp): x zero-padded, channels first, every padded pixel a column."""
+        n, c, h, w = x.shape
+        (top, _), (left, _) = self.padding
+        x_pad = get_array_module(x).zeros((c, n) + self.padded, dtype=x.dtype)
+        x_pad[:, :, top:top + h, left:left + w] = channels_first(x)
+        return x_pad.reshape(c, -1)
 
     def backward(self, g):
         need_x, need_w = self.needs_input_grad[:2]
@@ -185,6 +191,7 @@ class MaskedConv2d(Function):
         big_g = xp.zeros((o, front + size), dtype=g.dtype)  # G: g on the wide grid, shifted by S
         big_g[:, front:].reshape(o, n, hp, wp)[:, :, :oh, :ow] = channels_first(g)
         gx = gw_live = None
+        x_flat = self.flat_padded(self.x) if need_w else None
         if need_x:
             # the input pixels lie in columns first..last of the padded grid (x_flat is zero outside)
             first, last = top * wp + left, ((n - 1) * hp + top + h - 1) * wp + left + w
@@ -197,7 +204,7 @@ class MaskedConv2d(Function):
                 g_cols = stacked(big_g, back, cols)  # (T*O, chunk)
                 xp.matmul(w_flip, g_cols, out=gx_flat[:, cols])
                 if need_w:
-                    gw_stack += g_cols @ self.x_flat[:, cols].T
+                    gw_stack += g_cols @ x_flat[:, cols].T
             gx_grid = gx_flat.reshape(c, n, hp, wp)[:, :, top:top + h, left:left + w]
             gx = xp.ascontiguousarray(channels_first(gx_grid))
             if need_w:
@@ -206,7 +213,7 @@ class MaskedConv2d(Function):
             gw_live = xp.zeros((o, taps * c), dtype=g.dtype)
             for cols in column_chunks(0, size - front, taps * c, g.itemsize):
                 gw_live += big_g[:, front + cols.start:front + cols.stop] @ stacked(
-                    self.x_flat, self.shifts, cols).T
+                    x_flat, self.shifts, cols).T
             gw_live = gw_live.reshape(o, taps, c)
         return gx, gw_live
 
