@@ -27,11 +27,13 @@ QUICK = {
     "bench_rbm.py": ["--n-samples", "10000", "--repeats", "1"],
     "bench_gmm.py": ["--n-samples", "5000", "--n-features", "256", "--repeats", "1"],
     "bench_pixelcnn.py": ["--skip-training", "--repeats", "1", "--n-samples", "2", "--memory-batch", "16"],
+    "bench_pixelcnn_step.py": ["--repeats", "3", "--warmup", "1"],
 }
 FULL = {"bench_pixelcnn.py": ["--skip-training"]}
 # The samplers' many small GEMMs ran several times slower on two BLAS threads than on one here
 # (see bench_pixelcnn.py's docstring): the sampling benchmark always gets one.
 ONE_THREAD = {"bench_pixelcnn.py"}
+TORCH_THREADS = {"bench_mlp_vae_step.py", "bench_pixelcnn_step.py"}  # take --threads for torch too
 
 
 def run(script, args, threads):
@@ -104,8 +106,25 @@ def pixelcnn_rows(out):
     return rows
 
 
+def pixelcnn_step_rows(out):
+    """One training step of each model beside the same architecture in PyTorch."""
+    rows = []
+    sizes = re.search(r"batch (\d+), hidden (\d+), (\d+) layers, first kernel (\d+)", out)
+    batch, note = ("?", "") if sizes is None else (
+        sizes.group(1), "hidden {}, {} layers, first kernel {}".format(*sizes.groups()[1:]))
+    for model in ("PixelCNN", "GatedPixelCNN"):
+        match = re.search(rf"^{model} training step: minigen ([\d.]+) ms(?:, PyTorch ([\d.]+) ms)?", out,
+                          re.MULTILINE)
+        if match:
+            ours, theirs = (None if v is None else float(v) / 1e3 for v in match.groups())
+            rows.append((f"{model} training step (fwd+bwd+Adam), 28x28 binary, batch {batch}", ours,
+                         theirs, None, "", note))
+    return rows
+
+
 PARSERS = {"bench_layers.py": layers_rows, "bench_mlp_vae_step.py": mlp_rows,
-           "bench_rbm.py": rbm_rows, "bench_gmm.py": gmm_rows, "bench_pixelcnn.py": pixelcnn_rows}
+           "bench_rbm.py": rbm_rows, "bench_gmm.py": gmm_rows, "bench_pixelcnn.py": pixelcnn_rows,
+           "bench_pixelcnn_step.py": pixelcnn_step_rows}
 
 
 def seconds_text(t):
@@ -137,7 +156,7 @@ def main():
     load_start = os.getloadavg()[0]
     rows = []
     for script, parse in PARSERS.items():
-        threads = ["--threads", str(args.threads)] if script == "bench_mlp_vae_step.py" else []
+        threads = ["--threads", str(args.threads)] if script in TORCH_THREADS else []
         rows += parse(run(script, settings.get(script, []) + threads,
                           1 if script in ONE_THREAD else args.threads))
     text = (f"{'Quick' if args.quick else 'Full'} run, {args.threads} BLAS/torch threads "
