@@ -4,10 +4,11 @@ For each layer, forward + backward through minigen is timed and printed beside
   * "GEMMs alone": the same matrix products (same shapes and layouts) timed on their own, and
   * "FLOP bound": the layer's matmul FLOPs at the peak GEMM rate measured at start-up,
 so the overhead (copies, im2col/col2im, Python) is the ratio, and beside PyTorch's time for the
-same computation when torch happens to be installed. Where minigen has a fast path (the masked
+same computation when torch happens to be installed. Where minigen has a fast path (conv2d and
+conv_transpose2d: chunked wide-row columns and output phases, minigen.ops.conv; the masked
 convolutions, which skip the taps their mask zeroes) its plain reference path is timed beside it.
-Also prints the peak memory (tracemalloc) of one conv2d forward+backward. ``measure`` and
-``table`` are reused by run_all.py.
+Also prints the peak memory (tracemalloc) of one forward+backward of the two convolutions, fast
+path and plain reference. ``measure`` and ``table`` are reused by run_all.py.
 
     python benchmarks/bench_layers.py [--repeats 7]
 """
@@ -20,6 +21,7 @@ import numpy as np
 import minigen
 import minigen.functional as F
 import minigen.nn as nn
+from minigen.ops import conv as conv_ops
 
 from common import median_times
 
@@ -47,11 +49,20 @@ def gemm_job(products, rng):
     return run, flops
 
 
-def conv_products(n, c, o, k, oh, ow, need_x=True):
-    """GEMMs of conv2d fwd+bwd: W2 @ cols, g2 @ cols^T, W2^T @ g2 (the last only if x needs a grad)."""
-    ckk, nl = c * k * k, n * oh * ow
-    products = [(o, ckk, nl, False), (o, nl, ckk, True)]
-    return products + ([(ckk, o, nl, False)] if need_x else [])
+def conv_products(geom, n, c, o):
+    """The GEMMs of minigen's fast conv2d forward + backward on the window ``geom`` (C -> O
+    channels, N = n), read off its own objects: W2 @ cols and g_wide @ cols^T on the wide rows
+    of ``Correlation``, and one product per output phase of the adjoint (``Phase``).
+    conv_transpose2d (its input has O channels, its output C) runs the very same products."""
+    corr = conv_ops.Correlation.of("conv2d", geom)
+    k, rows = c * geom.kernel[0] * geom.kernel[1], n * corr.out_size[0] * corr.plane[1]
+    products = [(o, k, rows, False), (o, rows, k, True)]
+    for rho in np.ndindex(*geom.stride):
+        phase = conv_ops.Phase(geom, rho).correlation
+        if phase is not None:
+            taps = phase.window.kernel[0] * phase.window.kernel[1]
+            products.append((c, o * taps, n * phase.out_size[0] * phase.plane[1], False))
+    return products
 
 
 def fwd_bwd(make_output, rng):
@@ -73,30 +84,33 @@ def torch_fwd_bwd(torch, make_output):
 
 
 def conv_case(rng, torch):
-    """conv2d: N=64, 32 -> 64 channels, 14x14, 3x3, padding 1."""
+    """conv2d: N=64, 32 -> 64 channels, 14x14, 3x3, padding 1; the plain im2col path beside it."""
     x = minigen.tensor(rng.standard_normal((64, 32, 14, 14)), dtype="float32", requires_grad=True)
     conv = nn.Conv2d(32, 64, 3, padding=1)
     theirs = None
     if torch is not None:
         tx, tconv = torch.tensor(x.numpy(), requires_grad=True), torch.nn.Conv2d(32, 64, 3, padding=1)
         theirs = torch_fwd_bwd(torch, lambda: tconv(tx))
-    return dict(run=fwd_bwd(lambda: conv(x), rng), products=conv_products(64, 32, 64, 3, 14, 14),
-                torch=theirs)
+    geom = conv_ops.WindowGeometry("conv2d", (14, 14), 3, 1, 1, 1)
+    return dict(run=fwd_bwd(lambda: conv(x), rng),
+                reference=fwd_bwd(lambda: conv_ops.conv2d_reference(x, conv.weight, conv.bias, 1, 1), rng),
+                products=conv_products(geom, 64, 32, 64), torch=theirs)
 
 
 def conv_transpose_case(rng, torch):
-    """conv_transpose2d on the same sizes, 4x4 stride 2 padding 1 (14x14 -> 28x28)."""
+    """conv_transpose2d on the same sizes, 4x4 stride 2 padding 1 (14x14 -> 28x28); the plain
+    path (one GEMM and a col2im scatter) beside it."""
     x = minigen.tensor(rng.standard_normal((64, 32, 14, 14)), dtype="float32", requires_grad=True)
     deconv = nn.ConvTranspose2d(32, 64, 4, stride=2, padding=1)
-    # forward W2^T @ x2, backward W2 @ cols(g) and x2 @ cols(g)^T; W2 (32, 64*16), x2 (32, N*14*14)
-    nl, ckk = 64 * 14 * 14, 64 * 16
-    products = [(ckk, 32, nl, False), (32, ckk, nl, False), (32, nl, ckk, True)]
+    # the adjoint of a conv2d 64 -> 32 channels whose output grid is the 14x14 input
+    products = conv_products(conv_ops.transposed_geometry((14, 14), 4, 2, 1, 0, 1), 64, 64, 32)
     theirs = None
     if torch is not None:
         tx = torch.tensor(x.numpy(), requires_grad=True)
         tdeconv = torch.nn.ConvTranspose2d(32, 64, 4, stride=2, padding=1)
         theirs = torch_fwd_bwd(torch, lambda: tdeconv(tx))
-    return dict(run=fwd_bwd(lambda: deconv(x), rng), products=products, torch=theirs)
+    reference = fwd_bwd(lambda: conv_ops.conv_transpose2d_reference(x, deconv.weight, deconv.bias, 2, 1), rng)
+    return dict(run=fwd_bwd(lambda: deconv(x), rng), reference=reference, products=products, torch=theirs)
 
 
 def masked_stack_case(rng, torch):
@@ -198,15 +212,22 @@ def measure(repeats, torch, report_memory=True):
             if case["torch"] else None
         rows.append(dict(work=name, minigen=ms["minigen"], reference=ms.get("reference"),
                          gemms=ms["gemms"], bound=case.get("flops", flops) / rate / 1e6, torch=torch_ms))
-        if report_memory and make_case is conv_case:
-            tracemalloc.start()
-            case["run"]()
-            peak = tracemalloc.get_traced_memory()[1]
-            tracemalloc.stop()
-            cols_mb = 32 * 9 * 64 * 14 * 14 * 4 / 2 ** 20
-            print(f"peak memory of one conv2d forward+backward (tracemalloc): {peak / 2 ** 20:.1f} MiB"
-                  f" (its im2col buffer: {cols_mb:.1f} MiB)")
+        if report_memory and make_case in (conv_case, conv_transpose_case):
+            peaks = [peak_mib(case[path]) for path in ("run", "reference")]
+            print(f"peak memory of one {name.split()[0]} forward+backward (tracemalloc): {peaks[0]:.1f} MiB"
+                  f" fast path, {peaks[1]:.1f} MiB plain reference"
+                  + (f" (whose saved im2col buffer is {32 * 9 * 64 * 14 * 14 * 4 / 2 ** 20:.1f} MiB)"
+                     if make_case is conv_case else ""))
     return rate, rows
+
+
+def peak_mib(run):
+    """Peak traced memory (MiB) of one call of ``run``."""
+    tracemalloc.start()
+    run()
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    return peak / 2 ** 20
 
 
 def table(rows):

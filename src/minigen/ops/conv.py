@@ -322,7 +322,7 @@ class Correlation:
     shape (C*kh*kw, n, OH*Wq): channels first within a chunk of samples.
     """
 
-    def __init__(self, op, in_size, kernel, stride, dilation, pads, out_size=None):
+    def __init__(self, op, in_size, kernel, stride, dilation, pads, out_size=None, scratch=None):
         self.pads = tuple(tuple(p) for p in pads)
         padded = tuple(n + before + after for n, (before, after) in zip(in_size, self.pads))
         self.window = WindowGeometry(op, padded, kernel, stride, 0, dilation, out_size)
@@ -333,7 +333,8 @@ class Correlation:
         self.plane = tuple(n + span for n, span in zip(self.out_size, spans))  # (Hq, Wq)
         self.pointwise = self.window.kernel == self.window.stride == (1, 1) \
             and not any(sum(self.pads, ())) and self.out_size == self.in_size
-        self.scratch = {}  # work arrays reused from chunk to chunk (fresh ones cost page faults)
+        # work arrays reused from chunk to chunk (fresh ones cost page faults), shareable
+        self.scratch = {} if scratch is None else scratch
 
     @classmethod
     def of(cls, op, geom):
@@ -348,11 +349,13 @@ class Correlation:
 
     def work(self, name, like, shape, zeros=False):
         """A work array of ``shape`` (samples on axis 3) made at the first (largest) chunk, then
-        reused: a zeroed one keeps the zeros the chunks never write (the padding)."""
-        buf = self.scratch.get(name)
+        reused: a zeroed one keeps the zeros the chunks never write (the padding). Correlations
+        that share ``scratch`` share the arrays of one ``name`` and shape."""
+        key = (name, shape[:3], shape[4:])
+        buf = self.scratch.get(key)
         if buf is None or buf.shape[3] < shape[3]:
             make = get_array_module(like).zeros if zeros else get_array_module(like).empty
-            buf = self.scratch[name] = make(shape, dtype=like.dtype)
+            buf = self.scratch[key] = make(shape, dtype=like.dtype)
         return buf[:, :, :, :shape[3]]
 
     def phase_rows(self, axis, a):
@@ -368,7 +371,8 @@ class Correlation:
     def planes(self, x):
         """x (n, C, H, W) -> its zero-padded phase planes (C, phases_h, phases_w, n, (Hq + 1) Wq)."""
         (n, c), (hq, wq), (ph, pw) = x.shape[:2], self.plane, self.phases
-        buf = self.work("planes", x, (c, len(ph), len(pw), n, hq + 1, wq), zeros=True)
+        placement = ("planes", self.pads, tuple(map(tuple, self.phases)), tuple(map(tuple, self.first)))
+        buf = self.work(placement, x, (c, len(ph), len(pw), n, hq + 1, wq), zeros=True)
         x = channels_first(x)
         for a in range(len(ph)):
             for b in range(len(pw)):
@@ -448,7 +452,7 @@ class Phase:
     """Output phase (rows, cols) of conv2d's adjoint: x'[:, :, rows, cols] = correlation of y with
     the reversed sub-kernel W[:, :, taps_h, taps_w] transposed, or zero (``correlation`` None)."""
 
-    def __init__(self, geom, rho):
+    def __init__(self, geom, rho, scratch=None):
         axes = [phase_taps(r, n, k, s, p, d, g) for r, n, k, s, p, d, g in
                 zip(rho, geom.in_size, geom.kernel, geom.stride, geom.padding, geom.dilation, geom.out_size)]
         self.rows, self.cols = (slice(r, None, s) for r, s in zip(rho, geom.stride))
@@ -458,7 +462,7 @@ class Phase:
             self.taps = taps_h, taps_w
             kernel = tuple(len(range(k)[t]) for k, t in zip(geom.kernel, self.taps))
             self.correlation = Correlation("conv_transpose2d", geom.out_size, kernel, 1, (dh, dw),
-                                           (pads_h, pads_w))
+                                           (pads_h, pads_w), scratch=scratch)
 
     def weight(self, weight):
         """W (O, C, kh, kw) -> this phase's W2 (C, O*Jh*Jw): the live taps, reversed, transposed."""
@@ -471,7 +475,9 @@ class Adjoint:
     one per output phase, each written into its strided view of x' (no col2im scatter)."""
 
     def __init__(self, geom, weight):
-        self.phases = [Phase(geom, (rh, rw)) for rh in range(geom.stride[0]) for rw in range(geom.stride[1])]
+        scratch = {}  # the phases' columns share one work array
+        self.phases = [Phase(geom, (rh, rw), scratch) for rh in range(geom.stride[0])
+                       for rw in range(geom.stride[1])]
         self.weights = [None if p.correlation is None else p.weight(weight) for p in self.phases]
         self.grid_channels, self.channels = weight.shape[:2]
 
