@@ -339,3 +339,43 @@ def test_flat_optimisers_equal_the_plain_per_parameter_reference(flat, reference
     for a, b in zip(fast, plain):
         np.testing.assert_allclose(to_host(a.data), to_host(b.data), rtol=1e-12, atol=1e-14)
     assert all(p._version == 6 for p in fast + plain)  # every step bumps each parameter's version
+
+
+@pytest.fixture
+def restore_threads():
+    saved = optim._threads["n"]
+    yield
+    optim._threads["n"] = saved
+
+
+@pytest.mark.parametrize("flat, settings", [
+    (optim.SGD, dict(lr=0.1, momentum=0.9, nesterov=True, weight_decay=0.01)),
+    (optim.Adam, dict(lr=0.01, weight_decay=0.1)),
+    (optim.Adam, dict(lr=0.01)),
+], ids=["sgd-nesterov-decay", "adam-decay", "adam"])
+def test_updates_in_threaded_pieces_equal_one_piece(flat, settings, restore_threads):
+    """The flat buffer of 2^18 + 37 float32 elements updated in 3 pieces at once (threads) and in
+    one: bit-identical parameters and state after several steps (the update is elementwise)."""
+    shapes = [(512, 512), (37,)]
+    results = []
+    for n_threads in (1, 3):
+        optim.set_num_threads(n_threads)
+        assert optim.get_num_threads() == n_threads
+        rng = np.random.default_rng(0)
+        params = [nn.Parameter(rng.standard_normal(s).astype(np.float32)) for s in shapes]
+        optimizer = flat(params, **settings)
+        for t in range(3):
+            optimizer.zero_grad()
+            for p in params:
+                p.grad += on_device(rng.standard_normal(p.shape).astype(np.float32))
+            optimizer.step()
+        results.append([to_host(p.data).copy() for p in params] +
+                       [to_host(a).copy() for a in optimizer._groups[0].state.values()])
+    for one, pieces in zip(*results):
+        np.testing.assert_array_equal(one, pieces)
+
+
+@pytest.mark.parametrize("bad", [0, -2, 1.5, True, "2"])
+def test_set_num_threads_rejects_what_is_not_a_positive_integer(bad, restore_threads):
+    with pytest.raises(ValueError, match=r"set_num_threads: n must be a positive integer, got"):
+        optim.set_num_threads(bad)

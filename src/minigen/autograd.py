@@ -131,6 +131,7 @@ def sum_to(grad, shape):
     return grad.reshape(grad.shape[lead:]) if lead else grad
 
 
+_ndarray = numpy.ndarray  # exactly (not a subclass such as the tests' strict stand-in)
 NUMERIC_KINDS = "biuf"  # dtype kinds a Tensor may hold: bool, signed/unsigned int, float
 
 
@@ -163,13 +164,13 @@ class Function:
     """
 
     def __call__(self, *inputs):
-        tensors = [x for x in inputs if getattr(x, "_is_minigen_tensor", False)]
-        xp = backend.get_array_module(*inputs)
-        _check_same_device(self, inputs)
-        # Python scalars take the dtype of the tensors they meet (x * 2.0 stays float32).
-        float_dtype = next((t.dtype for t in tensors if t.dtype.kind == "f"), None)
-        arrays = [x.data if getattr(x, "_is_minigen_tensor", False) else _as_array(x, xp, float_dtype, self, i)
-                  for i, x in enumerate(inputs)]
+        if all(getattr(x, "_is_minigen_tensor", False) and type(x.data) is _ndarray for x in inputs):
+            # the common case, fast: tensors holding NumPy arrays (nothing to convert)
+            tensors, arrays = inputs, [x.data for x in inputs]
+            if len(inputs) > 1:
+                _check_same_device(self, inputs)
+        else:
+            tensors, arrays = self._arrays_of(inputs)
         self.input_shapes = [a.shape for a in arrays]
         try:
             out = self.forward(*arrays)
@@ -192,6 +193,17 @@ class Function:
             result.requires_grad = True
             result._creator = self
         return result
+
+    def _arrays_of(self, inputs):
+        """(the tensors among ``inputs``, every input as an array): constants converted, devices checked."""
+        tensors = [x for x in inputs if getattr(x, "_is_minigen_tensor", False)]
+        xp = backend.get_array_module(*inputs)
+        _check_same_device(self, inputs)
+        # Python scalars take the dtype of the tensors they meet (x * 2.0 stays float32).
+        float_dtype = next((t.dtype for t in tensors if t.dtype.kind == "f"), None)
+        arrays = [x.data if getattr(x, "_is_minigen_tensor", False) else _as_array(x, xp, float_dtype, self, i)
+                  for i, x in enumerate(inputs)]
+        return tensors, arrays
 
     def forward(self, *arrays):
         raise NotImplementedError

@@ -24,7 +24,10 @@ Every ``step()`` bumps the version of each parameter it updates, so a backward t
 built before the step raises instead of using the new values (see minigen.autograd).
 Hyperparameters are plain attributes (``optimizer.lr = 1e-4`` takes effect at the next step).
 """
+import concurrent.futures
 import math
+import os
+import threading
 
 import numpy
 
@@ -32,7 +35,57 @@ from . import backend
 from .autograd import Tensor
 from .validation import check_float
 
-__all__ = ["Optimizer", "SGD", "Adam", "ReferenceSGD", "ReferenceAdam"]
+__all__ = ["Optimizer", "SGD", "Adam", "ReferenceSGD", "ReferenceAdam", "get_num_threads",
+           "set_num_threads"]
+
+# -- threads: the update is elementwise, so pieces of the flat buffer can be updated at once in
+# threads (NumPy releases the GIL inside its loops), with the same values as one pass; PyTorch's
+# CPU optimisers likewise use its intra-op threads. CuPy arrays are updated in one piece.
+_MIN_CHUNK = 1 << 16  # elements per thread below which a thread costs more than it saves
+_threads = {"n": None, "pool": None, "workers": 0}
+_pool_lock = threading.Lock()
+
+
+def set_num_threads(n):
+    """Threads for the optimisers' updates of NumPy buffers (1: no threads)."""
+    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+        raise ValueError(f"set_num_threads: n must be a positive integer, got {n!r}")
+    with _pool_lock:
+        _threads["n"] = n
+
+
+def get_num_threads():
+    """Threads for the optimisers' updates: set_num_threads, else $OMP_NUM_THREADS, else
+    $OPENBLAS_NUM_THREADS (as the BLAS), else the number of CPUs."""
+    if _threads["n"] is None:
+        for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+            value = os.environ.get(var, "")
+            if value.isdigit() and int(value) > 0:
+                return int(value)
+        return os.cpu_count() or 1
+    return _threads["n"]
+
+
+def _run_in_pieces(update, flat_slice, n_threads):
+    """update(piece) for consecutive pieces of ``flat_slice`` (aligned to 16 elements), the first
+    in this thread and the others in a shared pool; returns when all are done."""
+    start, stop = flat_slice.start, flat_slice.stop
+    n_pieces = max(1, min(n_threads, (stop - start) // _MIN_CHUNK))
+    if n_pieces == 1:
+        update(flat_slice)
+        return
+    bounds = [start] + [start + ((stop - start) * k // n_pieces) // 16 * 16 for k in range(1, n_pieces)] + [stop]
+    pieces = [slice(a, b) for a, b in zip(bounds[:-1], bounds[1:])]
+    with _pool_lock:
+        pool = _threads["pool"]
+        if pool is None or _threads["workers"] < n_pieces - 1:
+            pool = _threads["pool"] = concurrent.futures.ThreadPoolExecutor(
+                n_pieces - 1, thread_name_prefix="minigen-optim")
+            _threads["workers"] = n_pieces - 1
+    futures = [pool.submit(update, piece) for piece in pieces[1:]]
+    update(pieces[0])
+    for future in futures:
+        future.result()
 
 
 class _FlatGroup:
@@ -60,6 +113,7 @@ class _FlatGroup:
         self.state = {name: xp.zeros(self.offsets[-1], dtype=dtype) for name in state_names}
         self.steps = [0] * len(params)
         self._scratch = {}
+        self._scratch_lock = threading.Lock()  # pieces of one update may run in threads
 
     def view(self, flat, i):
         """Parameter i's slice of a flat array, in the parameter's shape."""
@@ -67,9 +121,10 @@ class _FlatGroup:
 
     def scratch(self, name):
         """A flat work array of this group's size, allocated on first use."""
-        if name not in self._scratch:
-            self._scratch[name] = self.xp.empty_like(self.data)
-        return self._scratch[name]
+        with self._scratch_lock:
+            if name not in self._scratch:
+                self._scratch[name] = self.xp.empty_like(self.data)
+            return self._scratch[name]
 
     def zero_grad(self, set_to_none):
         if not set_to_none:
@@ -167,10 +222,14 @@ class Optimizer:
             group.zero_grad(set_to_none)
 
     def step(self):
-        """One update of every parameter that has a gradient."""
+        """One update of every parameter that has a gradient (NumPy buffers in get_num_threads()
+        pieces at once: the same values as one piece)."""
+        n_threads = get_num_threads()
         for group in self._groups:
+            threads = n_threads if group.xp is numpy else 1
             for flat_slice, steps_done, positions in group.runs():
-                self._update(group, flat_slice, steps_done + 1)
+                _run_in_pieces(lambda piece: self._update(group, piece, steps_done + 1),
+                               flat_slice, threads)
                 for i in positions:
                     group.steps[i] += 1
                     group.params[i]._bump_version()
