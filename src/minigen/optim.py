@@ -20,6 +20,11 @@ The flat view is kept in sync with what users do:
 - ``p.grad is None``: as in PyTorch, that parameter is not updated at all (its state neither):
   the update runs on the slices of consecutive parameters that do have a gradient.
 
+Threads: the update is elementwise, so ``step()`` cuts a NumPy flat buffer into
+``get_num_threads()`` pieces (``set_num_threads(n)``; default $OMP_NUM_THREADS, else
+$OPENBLAS_NUM_THREADS, else the CPU count) and updates them at once, with the same values as
+one piece; buffers under 2^17 elements, and CuPy buffers, are updated in one piece.
+
 Every ``step()`` bumps the version of each parameter it updates, so a backward through a graph
 built before the step raises instead of using the new values (see minigen.autograd).
 Hyperparameters are plain attributes (``optimizer.lr = 1e-4`` takes effect at the next step).
