@@ -397,22 +397,26 @@ class Correlation:
     def product(self, w2, cols, out, bias=None):
         """out (n, O, OH, OW) = W2 (O, K) @ cols[:, m, :] for every sample m, junk dropped, + bias.
 
-        Batched GEMMs: each reads its sample's columns in place and writes NCHW; with no junk
-        (Wq = OW) straight into ``out`` when it is contiguous, else through one cropping copy.
+        One GEMM over the chunk, (O, K) @ (K, n*OH*Wq), and one copy that drops the junk and puts
+        the samples first. A 1x1 window (the columns are x itself) writes y with per-sample
+        GEMMs, y[m] = W2 @ x[m], straight into ``out``: no copy at all. (Per-sample GEMMs
+        everywhere would spare the copy, but many small GEMMs lose to one large one when BLAS runs
+        two threads on a busy machine: measured 14x slower for this module's benchmark rows.)
         """
         xp, n, o = get_array_module(cols), cols.shape[1], w2.shape[0]
         (oh, ow), wq = self.out_size, self.plane[1]
         bias = None if bias is None else bias.reshape(1, -1, 1, 1)
-        if wq == ow and out.flags.c_contiguous:
+        if self.pointwise and out.flags.c_contiguous:
             xp.matmul(w2, cols.swapaxes(0, 1), out=out.reshape(n, o, -1))
             if bias is not None:
                 out += bias
             return out
-        wide = xp.matmul(w2, cols.swapaxes(0, 1)).reshape(n, o, oh, wq)[..., :ow]
+        wide = (w2 @ cols.reshape(cols.shape[0], -1)).reshape(o, n, oh, wq)
+        y = channels_first(wide[..., :ow])
         if bias is None:
-            out[...] = wide
+            out[...] = y
         else:
-            xp.add(wide, bias, out=out)
+            xp.add(y, bias, out=out)
         return out
 
     def wide(self, g):
@@ -517,24 +521,27 @@ class Conv2d(Function):
         return y
 
     def backward(self, g):
-        """dW2 = sum g[n] @ cols(x[n])^T, columns rebuilt chunk by chunk (none are saved); x' = adjoint(g)."""
+        """dW2 = sum g[n] @ cols(x[n])^T, columns rebuilt chunk by chunk (none are saved); x' = adjoint(g).
+
+        Two loops, each with its own chunks: one chunk's x columns and g columns together would
+        not stay in cache (measured: a shared loop was slower than the two)."""
         xp = get_array_module(g)
         need_x, need_w = self.needs_input_grad[:2]
         need_b = len(self.needs_input_grad) > 2 and self.needs_input_grad[2]
         n, c = self.x.shape[:2]
-        o = self.weight.shape[0]
-        gx = xp.empty(self.x.shape, dtype=g.dtype) if need_x else None
-        gw2 = xp.zeros((o, self.weight[0].size), dtype=g.dtype) if need_w else None
-        adjoint = Adjoint(self.geom, self.weight) if need_x else None
-        correlation = Correlation.of("conv2d", self.geom)
-        per_sample = max(correlation.column_bytes(c, g.itemsize) if need_w else 1,
-                         adjoint.column_bytes(g.itemsize) if need_x else 1)
-        for s in sample_chunks(n, per_sample):
-            if need_w:
+        gx = gw = None
+        if need_w:
+            correlation = Correlation.of("conv2d", self.geom)
+            gw2 = xp.zeros((self.weight.shape[0], self.weight[0].size), dtype=g.dtype)
+            for s in sample_chunks(n, correlation.column_bytes(c, g.itemsize)):
                 gw2 += correlation.weight_product(g[s], correlation.columns(self.x[s]))
-            if need_x:
+            gw = gw2.reshape(self.weight.shape)
+            del correlation  # and its work arrays
+        if need_x:
+            adjoint = Adjoint(self.geom, self.weight)
+            gx = xp.empty(self.x.shape, dtype=g.dtype)
+            for s in sample_chunks(n, adjoint.column_bytes(g.itemsize)):
                 adjoint.apply(g[s], gx[s])
-        gw = gw2.reshape(self.weight.shape) if need_w else None
         gb = g.sum(axis=(0, 2, 3)) if need_b else None
         return gx, gw, gb
 
