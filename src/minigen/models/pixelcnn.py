@@ -449,8 +449,9 @@ class Gate(Function):
         t, s = self.t, self.s
         g_s = g.reshape(t.shape) * s
         ga = xp.empty(self.a_shape, dtype=g.dtype)
-        ga[:, :, 0] = g_s * (1 - t * t)
-        ga[:, :, 1] = g_s * t * (1 - s)
+        xp.multiply(g_s, 1 - t * t, out=ga[:, :, 0])
+        g_s *= t
+        xp.multiply(g_s, 1 - s, out=ga[:, :, 1])
         return ga.reshape(self.input_shapes[0])
 
 
@@ -507,7 +508,8 @@ class GatedLayer(Module):
         super().__init__()
         p = kernel_size // 2
         self.groups, self.first = channel_groups, first
-        # rows r-p..r (padding p above and below, then keep the first H output rows), columns c-p..c+p
+        # rows r-p..r, columns c-p..c+p: ``forward`` pads p rows above only; the module's own
+        # padding (p above and below, then keep the first H output rows) is ``reference``'s
         self.vertical = Conv2d(in_channels, 2 * channels, (p + 1, kernel_size), padding=(p, p))
         # row r, columns c-p..c (c-p..c-1 in the first layer)
         self.horizontal = MaskedConv2d(in_channels, 2 * channels, (1, kernel_size),
