@@ -67,6 +67,11 @@ def conv_transpose2d_arrays(cs):
             rng.standard_normal((cs["c"], cs["o"]) + cs["kernel"]), rng.standard_normal(cs["o"])]
 
 
+def conv_output_size(cs):
+    return [(n + 2 * p - d * (k - 1) - 1) // s + 1 for n, k, s, p, d in
+            zip(cs["size"], cs["kernel"], cs["stride"], cs["padding"], cs["dilation"])]
+
+
 def transposed_output_size(cs, output_padding):
     return [(n - 1) * s - 2 * p + d * (k - 1) + op + 1 for n, s, p, op, d, k in
             zip(cs["size"], cs["stride"], cs["padding"], output_padding, cs["dilation"], cs["kernel"])]
@@ -135,7 +140,8 @@ def test_chunking_and_reused_work_arrays_do_not_change_results(monkeypatch, per_
     transpose_geom = conv_ops.transposed_geometry((4, 5), (4, 3), 2, (1, 0), 1, 1)
     runs = [(lambda x, w, b: conv_ops.conv2d(x, w, b, (2, 1), (1, 2), (1, 2)), conv2d_arrays(conv),
              conv_ops.Correlation.of("conv2d", conv_geom).column_bytes(3, 8)),
-            (lambda x, w, b: conv_ops.conv_transpose2d(x, w, b, 2, (1, 0), 1), conv_transpose2d_arrays(transpose),
+            (lambda x, w, b: conv_ops.conv_transpose2d(x, w, b, 2, (1, 0), 1),
+             conv_transpose2d_arrays(transpose),
              conv_ops.Correlation.of("conv_transpose2d", transpose_geom).column_bytes(4, 8))]
     for fn, arrays, largest in runs:  # largest: conv2d's forward, conv_transpose2d's backward
         want = values_and_grads(fn, arrays)
@@ -147,6 +153,22 @@ def test_chunking_and_reused_work_arrays_do_not_change_results(monkeypatch, per_
         monkeypatch.undo()
 
 
+@settings(max_examples=10)
+@given(windows())
+@example(STRIDED)
+@example(DILATED)
+def test_exact_rows_layout_equals_reference(cs):
+    """With WIDE_ROWS off the columns hold only output pixels (no junk entries): same results."""
+    args = cs["stride"], cs["padding"], cs["dilation"]
+    arrays = conv2d_arrays(cs)
+    want = values_and_grads(lambda x, w, b: conv_ops.conv2d_reference(x, w, b, *args), arrays)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(conv_ops, "WIDE_ROWS", False)
+        assert conv_ops.Correlation.of("conv2d", conv_ops.WindowGeometry(
+            "conv2d", cs["size"], cs["kernel"], *args)).row == conv_output_size(cs)[1]
+        assert_same(values_and_grads(lambda x, w, b: conv_ops.conv2d(x, w, b, *args), arrays), want)
+
+
 def test_pointwise_columns_are_the_input_itself():
     """A 1x1, stride-1, unpadded convolution copies nothing: its columns are a view of x."""
     x = on_device(np.random.default_rng(0).standard_normal((3, 4, 5, 6)))
@@ -156,8 +178,9 @@ def test_pointwise_columns_are_the_input_itself():
     assert get_array_module(x).shares_memory(cols, x)
     np.testing.assert_array_equal(to_host(cols), to_host(x).reshape(3, 4, 30).swapaxes(0, 1))
     # a padded or strided 1x1 window is not pointwise
-    assert not conv_ops.Correlation.of("conv2d", conv_ops.WindowGeometry("conv2d", (5, 6), 1, 2, 0, 1)).pointwise
-    assert not conv_ops.Correlation.of("conv2d", conv_ops.WindowGeometry("conv2d", (5, 6), 1, 1, 1, 1)).pointwise
+    for stride, padding in ((2, 0), (1, 1)):
+        geom = conv_ops.WindowGeometry("conv2d", (5, 6), 1, stride, padding, 1)
+        assert not conv_ops.Correlation.of("conv2d", geom).pointwise
 
 
 @settings(max_examples=25)
@@ -166,7 +189,8 @@ def test_adjoint_phases_use_every_tap_exactly_once(cs):
     """The output phases split the kernel: each tap (i, j) belongs to exactly one phase, so the
     phases together do the adjoint's FLOPs, none twice, none wasted (while every phase has an
     output pixel, i.e. the input is at least a stride long)."""
-    geom = conv_ops.WindowGeometry("conv2d", cs["size"], cs["kernel"], cs["stride"], cs["padding"], cs["dilation"])
+    geom = conv_ops.WindowGeometry("conv2d", cs["size"], cs["kernel"], cs["stride"], cs["padding"],
+                                   cs["dilation"])
     if any(n < s for n, s in zip(cs["size"], cs["stride"])):
         return
     counts = np.zeros(cs["kernel"], dtype=int)

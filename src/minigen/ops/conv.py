@@ -55,6 +55,7 @@ from ..backend import get_array_module
 
 __all__ = ["conv2d", "conv_transpose2d"]
 
+WIDE_ROWS = True
 CHUNK_BYTES = 2 * 2 ** 20  # one chunk of temporary columns: about an L2 cache
 
 
@@ -331,6 +332,7 @@ class Correlation:
                                                  self.window.dilation, self.pads, self.out_size)]
         self.phases, self.first, self.taps, spans = zip(*axes)
         self.plane = tuple(n + span for n, span in zip(self.out_size, spans))  # (Hq, Wq)
+        self.row = self.plane[1] if WIDE_ROWS else self.out_size[1]  # row length of the columns
         self.pointwise = self.window.kernel == self.window.stride == (1, 1) \
             and not any(sum(self.pads, ())) and self.out_size == self.in_size
         # work arrays reused from chunk to chunk (fresh ones cost page faults), shareable
@@ -344,8 +346,8 @@ class Correlation:
 
     def column_bytes(self, channels, itemsize):
         """Bytes of columns per sample (what ``sample_chunks`` sizes chunks by)."""
-        (kh, kw), (oh, _), (_, wq) = self.window.kernel, self.out_size, self.plane
-        return channels * kh * kw * oh * wq * itemsize
+        (kh, kw), (oh, _) = self.window.kernel, self.out_size
+        return channels * kh * kw * oh * self.row * itemsize
 
     def work(self, name, like, shape, zeros=False):
         """A work array of ``shape`` (samples on axis 3) made at the first (largest) chunk, then
@@ -386,12 +388,16 @@ class Correlation:
         n, c = x.shape[:2]
         if self.pointwise:
             return channels_first(x.reshape(n, c, -1))
-        planes, (kh, kw), (oh, _), (_, wq) = self.planes(x), self.window.kernel, self.out_size, self.plane
-        length = oh * wq
+        planes, (kh, kw), (oh, ow), (hq, wq) = self.planes(x), self.window.kernel, self.out_size, self.plane
+        images = planes.reshape(planes.shape[:4] + (hq + 1, wq))
+        length = oh * self.row
         cols = self.work("columns", x, (c, kh, kw, n, length))
         for i, (a, u) in enumerate(self.taps[0]):
             for j, (b, v) in enumerate(self.taps[1]):
-                cols[:, i, j] = planes[:, a, b, :, u * wq + v:u * wq + v + length]
+                if self.row == wq:  # wide rows: one contiguous run per channel and sample
+                    cols[:, i, j] = planes[:, a, b, :, u * wq + v:u * wq + v + length]
+                else:  # the output pixels only: runs of OW
+                    cols[:, i, j].reshape(c, n, oh, ow)[...] = images[:, a, b, :, u:u + oh, v:v + ow]
         return cols.reshape(c * kh * kw, n, length)
 
     def product(self, w2, cols, out, bias=None):
@@ -404,7 +410,7 @@ class Correlation:
         two threads on a busy machine: measured 14x slower for this module's benchmark rows.)
         """
         xp, n, o = get_array_module(cols), cols.shape[1], w2.shape[0]
-        (oh, ow), wq = self.out_size, self.plane[1]
+        (oh, ow), wq = self.out_size, self.row
         bias = None if bias is None else bias.reshape(1, -1, 1, 1)
         if self.pointwise and out.flags.c_contiguous:
             xp.matmul(w2, cols.swapaxes(0, 1), out=out.reshape(n, o, -1))
@@ -421,7 +427,7 @@ class Correlation:
 
     def wide(self, g):
         """g (n, O, OH, OW) on the columns' wide rows, (O, n*OH*Wq), zeros at the junk entries."""
-        xp, (n, o), wq = get_array_module(g), g.shape[:2], self.plane[1]
+        xp, (n, o), wq = get_array_module(g), g.shape[:2], self.row
         if wq == self.out_size[1]:
             return xp.ascontiguousarray(channels_first(g)).reshape(o, -1)
         g_wide = xp.zeros((o, n, self.out_size[0], wq), dtype=g.dtype)
