@@ -43,15 +43,16 @@ def values_and_grads(conv, x, weight, mask, bias, upstream):
 
 
 @settings(max_examples=25)
-@given(masked_cases())
-def test_fast_equals_reference_values_and_gradients(case):
+@given(masked_cases(), st.booleans())
+def test_fast_equals_reference_values_and_gradients(case, relu_input):
+    """relu_input: conv2d(relu(x), ...) with the ReLU fused, against F.relu then conv2d."""
     x, weight, mask, bias, padding, dilation = case
 
     def fast(x_, w_, m_, b_):
-        return F.masked_conv2d(x_, w_, m_, b_, padding=padding, dilation=dilation)
+        return F.masked_conv2d(x_, w_, m_, b_, padding=padding, dilation=dilation, relu_input=relu_input)
 
     def reference(x_, w_, m_, b_):
-        return F.conv2d(x_, w_ * m_, b_, 1, padding, dilation)
+        return F.conv2d(F.relu(x_) if relu_input else x_, w_ * m_, b_, 1, padding, dilation)
 
     shape = to_host(reference(x, weight, mask, bias)).shape
     upstream = np.random.default_rng(1).standard_normal(shape)
@@ -150,11 +151,11 @@ def test_backward_keeps_only_the_input_and_weight_sized_arrays(kernel, mask_type
 
 
 @settings(max_examples=8)
-@given(masked_cases())
-def test_gradcheck(case):
+@given(masked_cases(), st.booleans())
+def test_gradcheck(case, relu_input):
     x, weight, mask, bias, padding, dilation = case
     mask = on_device(mask)
-    assert gradcheck(lambda x_, w_, b_: F.masked_conv2d(x_, w_, mask, b_, padding, dilation),
+    assert gradcheck(lambda x_, w_, b_: F.masked_conv2d(x_, w_, mask, b_, padding, dilation, relu_input),
                      [x, weight, bias])
 
 
@@ -192,17 +193,19 @@ def test_bad_input(x_shape, w_shape, m_shape, b_shape, match):
 @given(groups=st.sampled_from([1, 3]), k=st.sampled_from([1, 3, 5]), mask_type=st.sampled_from("AB"),
        dilation=st.integers(1, 2), h=st.integers(1, 6), w=st.integers(1, 6), seed=st.integers(0, 99))
 def test_layer_fast_path_equals_its_reference_path(groups, k, mask_type, dilation, h, w, seed):
-    """nn.MaskedConv2d's forward (the live taps) against its plain ``reference`` path."""
+    """nn.MaskedConv2d's forward (the live taps) against its plain ``reference`` path, with and
+    without the fused input ReLU."""
     minigen.manual_seed(seed)
     layer = minigen.nn.MaskedConv2d(groups, 2 * groups, k, mask_type, dilation=dilation,
                                     channel_groups=groups, dtype="float64")
     x = on_device(np.random.default_rng(seed).standard_normal((2, groups, h, w)))
     upstream = on_device(np.random.default_rng(seed + 1).standard_normal((2, 2 * groups, h, w)))
+    relu_input = seed % 2 == 1
     results = []
     for path in (layer, layer.reference):
         xt = minigen.tensor(x, requires_grad=True)
         layer.zero_grad()
-        y = path(xt)
+        y = path(xt, relu_input=relu_input)
         y.backward(minigen.tensor(upstream))
         results.append([to_host(y), to_host(xt.grad), to_host(layer.weight.grad), to_host(layer.bias.grad)])
     for name, a, b in zip(("y", "dx", "dW", "db"), *results):

@@ -142,6 +142,12 @@ class AutoregressiveImageModel(Module):
         """V * m(s) for one layer: a 1x1 convolution from the conditioning features, or None."""
         return None if self.cond_channels is None else Conv2d(self.cond_features, n_features, 1)
 
+    def _output_logits(self, h):
+        """The output layers ``self.output`` (ReLU, 1x1, ReLU, 1x1) on h, each ReLU fused into the
+        convolution after it, reshaped by ``_logits``."""
+        _, conv1, _, conv2 = self.output
+        return self._logits(conv2(conv1(h, relu_input=True), relu_input=True))
+
     def _logits(self, out):
         """Network output (N, C*P, H, W), channel c*P + v -> (N, P, C, H, W), P = ``n_outputs``:
         the V logits, or with ``n_mixtures`` K the 3K parameters of a discretised logistic mixture."""
@@ -368,9 +374,10 @@ class ResidualBlock(Module):
         self.class_bias, self.cond_projection = class_embedding, cond_projection
 
     def forward(self, x, y=None, s=None):
-        a = self.conv(F.relu(self.reduce(F.relu(x))))
+        # each ReLU fused into the convolution after it (relu_input): the graph keeps no ReLU output
+        a = self.conv(self.reduce(x, relu_input=True), relu_input=True)
         a = add_conditions(a, y, s, self.class_bias, self.cond_projection)
-        return x + self.expand(F.relu(a))
+        return x + self.expand(a, relu_input=True)
 
 
 class PixelCNN(AutoregressiveImageModel):
@@ -421,7 +428,7 @@ class PixelCNN(AutoregressiveImageModel):
                                  self.input_cond_projection)
         for block in self.blocks:
             x = block(x, y, s)
-        return self._logits(self.output(x))
+        return self._output_logits(x)
 
 
 # --------------------------------------------------------------------------- Gated PixelCNN
@@ -587,4 +594,4 @@ class GatedPixelCNN(AutoregressiveImageModel):
         v = h
         for layer in self.layers:
             v, h = layer(v, h, y, s)
-        return self._logits(self.output(h))
+        return self._output_logits(h)

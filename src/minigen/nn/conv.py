@@ -127,12 +127,16 @@ class MaskedConv2d(Conv2d):
         xp = backend.get_array_module(self.weight)
         self.register_buffer("mask", xp.asarray(mask, dtype=self.weight.dtype))
 
-    def forward(self, x):
-        """conv2d(x, W * mask) computed over the mask's live taps only (``F.masked_conv2d``)."""
+    def forward(self, x, relu_input=False):
+        """conv2d(x, W * mask) computed over the mask's live taps only (``F.masked_conv2d``);
+        ``relu_input=True``: conv2d(relu(x), W * mask) with the ReLU fused (the graph keeps x,
+        not relu(x))."""
         check_channels("MaskedConv2d", x, self.in_channels)
-        return F.masked_conv2d(x, self.weight, self.mask, self.bias, self.padding, self.dilation)
+        return F.masked_conv2d(x, self.weight, self.mask, self.bias, self.padding, self.dilation,
+                               relu_input)
 
-    def reference(self, x):
+    def reference(self, x, relu_input=False):
         """The plain path forward must agree with (tested): conv2d with W * mask, every tap."""
         check_channels("MaskedConv2d", x, self.in_channels)
+        x = F.relu(x) if relu_input else x
         return F.conv2d(x, self.weight * self.mask, self.bias, 1, self.padding, self.dilation)

@@ -85,8 +85,9 @@ class MaskedConv2d(Function):
     ``padding_sides``.
     """
 
-    def __init__(self, mask, padding=0, dilation=1):
+    def __init__(self, mask, padding=0, dilation=1, relu_input=False):
         self.mask, self.padding, self.dilation = mask, padding_sides(padding), pair(dilation, "dilation")
+        self.relu_input = relu_input
 
     def forward(self, x, weight, bias=None):
         check_conv_inputs("masked_conv2d", x, weight, bias, in_axis=1, out_axis=0)
@@ -124,7 +125,7 @@ class MaskedConv2d(Function):
         if not self.taps:
             out[...] = 0
         elif self.pointwise:  # one GEMM per image on x as it is
-            xp.matmul(self.w_live, x.reshape(n, c, h * w), out=out.reshape(n, o, h * w))
+            xp.matmul(self.w_live, self.activated(x).reshape(n, c, h * w), out=out.reshape(n, o, h * w))
         else:
             self.shifts = [i * dh * wp + j * dw for i, j in self.taps]
             self.max_shift = max(self.shifts)
@@ -142,12 +143,22 @@ class MaskedConv2d(Function):
             out += bias.reshape(1, -1, 1, 1)
         return out
 
+    def activated(self, x):
+        """relu(x) with ``relu_input`` (a new array), else x itself."""
+        return get_array_module(x).maximum(x, 0) if self.relu_input else x
+
     def flat_padded(self, x):
-        """x_flat (C, N*Hp*Wp): x zero-padded, channels first, every padded pixel a column."""
+        """x_flat (C, N*Hp*Wp): x (relu(x) with ``relu_input``) zero-padded, channels first,
+        every padded pixel a column."""
+        xp = get_array_module(x)
         n, c, h, w = x.shape
         (top, _), (left, _) = self.padding
-        x_pad = get_array_module(x).zeros((c, n) + self.padded, dtype=x.dtype)
-        x_pad[:, :, top:top + h, left:left + w] = channels_first(x)
+        x_pad = xp.zeros((c, n) + self.padded, dtype=x.dtype)
+        inside = x_pad[:, :, top:top + h, left:left + w]
+        if self.relu_input:
+            xp.maximum(channels_first(x), 0, out=inside)
+        else:
+            inside[...] = channels_first(x)
         return x_pad.reshape(c, -1)
 
     def backward(self, g):
@@ -158,6 +169,8 @@ class MaskedConv2d(Function):
             gx, gw_live = self.pointwise_backward(g, need_x, need_w)
         else:
             gx, gw_live = self.shifted_backward(g, need_x, need_w)
+        if gx is not None and self.relu_input:
+            gx *= self.x > 0  # d relu(x) / dx
         if need_w:
             xp = get_array_module(g)
             gw = xp.zeros(self.input_shapes[1], dtype=g.dtype)
@@ -178,7 +191,8 @@ class MaskedConv2d(Function):
         gx = (self.w_live.T @ g3).reshape(self.x_shape) if need_x else None
         gw_live = None
         if need_w:
-            gw_live = (g3 @ self.x.reshape(n, c, h * w).swapaxes(1, 2)).sum(axis=0)[:, None, :]
+            x3 = self.activated(self.x).reshape(n, c, h * w)
+            gw_live = (g3 @ x3.swapaxes(1, 2)).sum(axis=0)[:, None, :]
         return gx, gw_live
 
     def shifted_backward(self, g, need_x, need_w):
@@ -218,11 +232,14 @@ class MaskedConv2d(Function):
         return gx, gw_live
 
 
-def masked_conv2d(x, weight, mask, bias=None, padding=0, dilation=1):
+def masked_conv2d(x, weight, mask, bias=None, padding=0, dilation=1, relu_input=False):
     """conv2d(x, weight * mask, bias, stride=1, padding, dilation), computing only the kernel
     taps where ``mask`` (an array of the weight's shape, not trained) is nonzero; ``mask=None``:
-    every tap. ``padding``: an int, (ph, pw), or ((top, bottom), (left, right))."""
+    every tap. ``padding``: an int, (ph, pw), or ((top, bottom), (left, right)).
+    ``relu_input=True``: conv2d(relu(x), ...) with the ReLU applied on the fly, so that the graph
+    keeps x (alive anyway where x is a residual stream or another layer's output) instead of
+    relu(x) and relu's mask as well."""
     inputs = (x, weight) if bias is None else (x, weight, bias)
     if mask is not None:
         mask = get_array_module(weight).asarray(unwrap(mask))
-    return MaskedConv2d(mask, padding, dilation)(*inputs)
+    return MaskedConv2d(mask, padding, dilation, relu_input)(*inputs)
