@@ -176,17 +176,20 @@ def test_all_zero_mask_gives_the_bias():
     np.testing.assert_array_equal(y, np.broadcast_to(to_host(b).reshape(1, 5, 1, 1), (2, 5, 4, 4)))
 
 
-@pytest.mark.parametrize("x_shape, w_shape, m_shape, b_shape, match", [
-    ((2, 3, 4), (4, 3, 3, 3), (4, 3, 3, 3), None, "4-D input"),
-    ((2, 3, 4, 4), (4, 2, 3, 3), (4, 2, 3, 3), None, "input channels"),
-    ((2, 3, 4, 4), (4, 3, 3, 3), (4, 3, 1, 3), None, "mask must have the weight's shape"),
-    ((2, 3, 4, 4), (4, 3, 3, 3), (4, 3, 3, 3), (3,), "bias must have shape"),
-    ((2, 3, 2, 2), (4, 3, 5, 5), (4, 3, 5, 5), None, "larger than the padded input"),
+@pytest.mark.parametrize("x_shape, w_shape, m_shape, b_shape, padding, error, match", [
+    ((2, 3, 4), (4, 3, 3, 3), (4, 3, 3, 3), None, 0, ValueError, "4-D input"),
+    ((2, 3, 4, 4), (4, 2, 3, 3), (4, 2, 3, 3), None, 0, ValueError, "input channels"),
+    ((2, 3, 4, 4), (4, 3, 3, 3), (4, 3, 1, 3), None, 0, ValueError, "mask must have the weight's shape"),
+    ((2, 3, 4, 4), (4, 3, 3, 3), (4, 3, 3, 3), (3,), 0, ValueError, "bias must have shape"),
+    ((2, 3, 2, 2), (4, 3, 5, 5), (4, 3, 5, 5), None, 0, ValueError, "larger than the padded input"),
+    ((2, 3, 4, 4), (4, 3, 3, 3), (4, 3, 3, 3), None, ((1, -1), (1, 1)), ValueError, "padding must be >= 0"),
+    ((2, 3, 4, 4), (4, 3, 3, 3), (4, 3, 3, 3), None, ((1, 1, 1), (1, 1)), TypeError, "padding must be"),
+    ((2, 3, 4, 4), (4, 3, 3, 3), (4, 3, 3, 3), None, "same", TypeError, "padding must be"),
 ])
-def test_bad_input(x_shape, w_shape, m_shape, b_shape, match):
+def test_bad_input(x_shape, w_shape, m_shape, b_shape, padding, error, match):
     bias = None if b_shape is None else np.zeros(b_shape)
-    with pytest.raises(ValueError, match=match):
-        F.masked_conv2d(np.zeros(x_shape), np.zeros(w_shape), np.ones(m_shape), bias)
+    with pytest.raises(error, match=match):
+        F.masked_conv2d(np.zeros(x_shape), np.zeros(w_shape), np.ones(m_shape), bias, padding)
 
 
 @settings(max_examples=10)
