@@ -18,35 +18,54 @@ are only OW long, the (O, N*OH*OW) <-> NCHW transposes of y and g, and col2im's 
 read-modify-write passes (for conv_transpose2d, a col2im over the 4x-larger output).
 
 The fast path (``conv2d``, ``conv_transpose2d``) keeps "one GEMM per product" but changes the
-layout (``Correlation``), measured piece by piece (1 BLAS thread, 64x32x14x14 -> 64, 3x3):
+layout (``Correlation``, ``Adjoint``):
 
 * *Chunks of samples, channels first inside a chunk*: columns (C*kh*kw, n, L) for n samples
-  (about ``CHUNK_BYTES``), so they are written and read back while in cache, and are never kept
-  (the weight gradient rebuilds them from x, chunk by chunk: no saved 9x-the-input buffer).
-* *Per-sample GEMMs that write NCHW*: y[m] = W2 @ cols[:, m, :] for each sample m (one batched
-  matmul that reads cols in place), so the output needs no transpose; the weight gradient is
-  one GEMM over the chunk, dW2 += g_chunk (O, n*L) @ cols^T.
+  (about ``CHUNK_BYTES``), written and read back while in cache, never kept: the weight
+  gradient rebuilds them from x chunk by chunk, so no 9x-the-input buffer is saved.
 * *Wide rows on flat padded planes* (the shifted-slice trick of ``minigen.ops.masked_conv``, per
-  sample): x is padded once into planes Hq x Wq; output pixel (a, b) lives at a*Wq + b of a
-  "wide" row of OH*Wq entries, and every tap (i, j) reads that row at the fixed offset
-  i*d*Wq + j*d of the plane. Each tap's columns are then one contiguous run per channel and
-  sample (OH*Wq long, not OW long): the window copies run at memcpy speed. The price is
-  Wq - OW junk entries per row computed and dropped (2 of 16 here, 12.5% more GEMM work).
-* *1x1 convolutions* (stride 1, no padding): the columns are x itself, a view; y = W2 @ x[m]
-  writes straight into the output: no copy at all.
+  sample): x is zero-padded once into planes Hq x Wq; output pixel (a, b) lives at a*Wq + b of
+  a "wide" row of OH*Wq entries, and tap (i, j) reads that row at the fixed offset i*d*Wq + j*d
+  of the plane. Each tap's columns are then one contiguous run per channel and sample (OH*Wq
+  long instead of OW long). The price: Wq - OW junk entries per row, computed and dropped
+  (2 of 16 for 3x3 on 14x14; 12.5% more GEMM work). ``WIDE_ROWS = False`` keeps the output
+  pixels only (runs of OW), the measured alternative.
+* *One GEMM per chunk*, (O, K) @ (K, n*OH*Wq), and one copy that drops the junk and puts the
+  samples first (NCHW); the weight gradient is one GEMM over the chunk, g (O, n*OH*Wq) @ cols^T,
+  with g placed on the wide rows (zeros at the junk).
+* *1x1 convolutions* (stride 1, no padding): the columns are x itself (a view) and y[m] = W2 @
+  x[m] are per-sample GEMMs in one batched matmul that writes the output: no copy at all.
 * *Stride s > 1, polyphase*: tap i reads x at a*s + i*d - p, that is phase (i*d - p) mod s of x
-  (x[rho::s]) at stride 1; each phase gets its own plane (one strided gather of x), and the
-  taps read wide rows of their phase's plane as above.
+  (x[rho::s]) at stride 1; each phase gets its own plane (one strided gather), and the taps
+  read wide rows of their phase's plane as above.
 * *The adjoint without col2im* (conv_transpose2d's forward, conv2d's input gradient): output
   pixel m = q*s + rho receives only the taps i with i*d = rho + p (mod s), each reading y at
   q + (rho + p - i*d)/s. So each of the s*s output phases is a stride-1 correlation of y with a
   reversed, transposed sub-kernel (4x4 stride 2: four 2x2 ones), written into the strided view
   x'[:, :, rho_h::s, rho_w::s]: every output pixel is written once, nothing is scattered and
-  added, and the phases together do exactly the adjoint's FLOPs. (A phase that no tap reaches,
-  e.g. the odd pixels of a 1x1 stride-2 adjoint, is zero.) conv_transpose2d's backward is
-  conv2d's forward and weight product on g.
+  added, and the phases together do exactly the adjoint's FLOPs (each tap is in one phase; a
+  phase that no tap reaches, e.g. the odd pixels of a 1x1 stride-2 adjoint, is zero).
+  conv_transpose2d's backward is conv2d's forward and weight product on g.
 
-MEASURED
+Measured (``benchmarks/profile_conv.py``: median CPU time of this process, 1 BLAS thread,
+interleaved, on the shared 2-core machine under load; forward + backward, float32):
+
+    conv2d 64x32x14x14 -> 64, 3x3, pad 1     fast 42-49 ms   reference 41-46 ms   PyTorch 31 ms
+    conv_transpose2d 32 -> 64, 4x4, s 2      fast 80-85 ms   reference 132 ms     PyTorch 67-72 ms
+
+conv_transpose2d: the phases replace the reference's 16 strided read-modify-write passes over
+the 28x28 output (and its K = 32 GEMMs) by 16 contiguous-run copies of the 14x14 input and four
+writes of a quarter each. conv2d: the copies shrink (im2col 5.5 -> 2.3 ms, no output or g
+transposes), but the GEMMs grow by the junk and by chunking (the reference's weight gradient is
+one K = 12544 GEMM over saved columns): about a tie, with 7.1 instead of 20.0 MiB peak memory
+(``bench_layers.py``). Rebuilding the columns in backward instead of saving them costs about
+3 ms of those 45. Wide rows against exact rows: a tie on this conv2d (12.5% junk), faster where
+the copies weigh more (conv_transpose2d 80 vs 93 ms; conv2d 64 -> 64 channels on 32x28x28: 131
+vs 142 ms, reference 159 ms). Work arrays are made once per call and reused chunk to chunk:
+fresh 2 MiB arrays cost their page faults every chunk (a column copy ran 12.1 instead of 5.7 ms).
+2 MiB chunks beat 8 MiB ones at 1 BLAS thread (45 vs 53 ms, 94 vs 109 ms); with 2 BLAS threads
+on the busy machine every NumPy path slowed erratically (the 1024^3 GEMM to 22 GFLOP/s), the
+chunked one more than the plain one, which runs fewer, larger GEMMs.
 """
 import math
 
@@ -55,7 +74,7 @@ from ..backend import get_array_module
 
 __all__ = ["conv2d", "conv_transpose2d"]
 
-WIDE_ROWS = True
+WIDE_ROWS = True  # fast path: columns on wide rows (contiguous runs, junk entries) or exact rows
 CHUNK_BYTES = 2 * 2 ** 20  # one chunk of temporary columns: about an L2 cache
 
 
@@ -292,7 +311,7 @@ def transposed_geometry(in_size, kernel, stride, padding, output_padding, dilati
 
 # ----------------------------------------------------------------------------- the fast path
 
-def axis_taps(kernel, stride, dilation, pads, out):
+def axis_taps(kernel, stride, dilation, pads):
     """One axis of a ``Correlation``: tap i reads x at a*s + o_i, o_i = i*d - pad before, that is
     phase rho = o_i mod s of x at the shift floor(o_i / s).
 
@@ -311,16 +330,18 @@ class Correlation:
     a negative pad crops), computed as GEMMs over columns that are long contiguous runs.
 
     Along each axis, tap i reads x at a*s + o_i for output a, o_i = i*d - pad: the phase
-    rho_i = o_i mod s of x (x[rho::s]) at the shift u_i = floor(o_i / s), stride 1. Each phase of x
-    is stored once, zero-padded, as a plane of (Hq + 1) x Wq pixels, Hq = OH + max u - min u,
-    Wq = OW + max v - min v, flattened. Output pixel (a, b) sits at a*Wq + b of a *wide* row of
-    OH*Wq entries (b >= OW: junk, dropped), and tap (i, j) reads the same wide row at a fixed
-    offset (u_i - min u) Wq + (v_j - min v) of its plane, so its columns are one contiguous run
-    per channel and sample::
+    rho_i = o_i mod s of x (x[rho::s]) at the shift floor(o_i / s), stride 1; u_i is that shift
+    less the smallest one among its phase's taps (``axis_taps``). Each phase of x is stored once,
+    zero-padded, as a flattened plane of (Hq + 1) x Wq pixels, Hq = OH + max u, Wq = OW + max v
+    (the extra row keeps the last wide row inside the plane). Output pixel (a, b) sits at
+    a*Wq + b of a *wide* row of OH*Wq entries (b >= OW: junk, dropped), and tap (i, j) reads
+    the same wide row at the fixed offset u_i Wq + v_j of its plane, so its columns are one
+    contiguous run per channel and sample::
 
-        cols[(c, i, j), n, a*Wq + b] = plane[c, rho_i, rho_j, n][(a + u_i - min u) Wq + b + v_j - min v]
+        cols[(c, i, j), n, a*Wq + b] = plane[c, rho_i, rho_j, n][(a + u_i) Wq + b + v_j]
 
-    shape (C*kh*kw, n, OH*Wq): channels first within a chunk of samples.
+    shape (C*kh*kw, n, OH*Wq): channels first within a chunk of samples. (With ``WIDE_ROWS``
+    off, ``row`` = OW: the same planes, copied without the junk, in runs of OW.)
     """
 
     def __init__(self, op, in_size, kernel, stride, dilation, pads, out_size=None, scratch=None):
@@ -329,7 +350,7 @@ class Correlation:
         self.window = WindowGeometry(op, padded, kernel, stride, 0, dilation, out_size)
         self.in_size, self.out_size = tuple(in_size), self.window.out_size
         axes = [axis_taps(*args) for args in zip(self.window.kernel, self.window.stride,
-                                                 self.window.dilation, self.pads, self.out_size)]
+                                                 self.window.dilation, self.pads)]
         self.phases, self.first, self.taps, spans = zip(*axes)
         self.plane = tuple(n + span for n, span in zip(self.out_size, spans))  # (Hq, Wq)
         self.row = self.plane[1] if WIDE_ROWS else self.out_size[1]  # row length of the columns
@@ -406,8 +427,8 @@ class Correlation:
         One GEMM over the chunk, (O, K) @ (K, n*OH*Wq), and one copy that drops the junk and puts
         the samples first. A 1x1 window (the columns are x itself) writes y with per-sample
         GEMMs, y[m] = W2 @ x[m], straight into ``out``: no copy at all. (Per-sample GEMMs
-        everywhere would spare the copy, but many small GEMMs lose to one large one when BLAS runs
-        two threads on a busy machine: measured 14x slower for this module's benchmark rows.)
+        everywhere would need the junk-dropping copy all the same, as n times more, smaller
+        GEMM calls: the same time at 1 BLAS thread, more thread hand-offs at 2.)
         """
         xp, n, o = get_array_module(cols), cols.shape[1], w2.shape[0]
         (oh, ow), wq = self.out_size, self.row
