@@ -49,6 +49,8 @@ __all__ = ["Optimizer", "SGD", "Adam", "ReferenceSGD", "ReferenceAdam", "get_num
 _MIN_CHUNK = 1 << 16  # elements per thread below which a thread costs more than it saves
 _threads = {"n": None, "pool": None, "workers": 0}
 _pool_lock = threading.Lock()
+# a forked child has none of the parent's pool threads: it starts its own pool when needed
+os.register_at_fork(after_in_child=lambda: _threads.update(pool=None, workers=0))
 
 
 def set_num_threads(n):
