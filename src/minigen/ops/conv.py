@@ -58,8 +58,9 @@ the 28x28 output (and its K = 32 GEMMs) by 16 contiguous-run copies of the 14x14
 writes of a quarter each. conv2d: the copies shrink (im2col 5.5 -> 2.3 ms, no output or g
 transposes), but the GEMMs grow by the junk and by chunking (the reference's weight gradient is
 one K = 12544 GEMM over saved columns): about a tie, with 7.1 instead of 20.0 MiB peak memory
-(``bench_layers.py``). Rebuilding the columns in backward instead of saving them costs about
-3 ms of those 45. Wide rows against exact rows: a tie on this conv2d (12.5% junk), faster where
+(``bench_layers.py``). Rebuilding the columns in backward costs no more than saving them: a
+trial that kept them (copied into one (K, N, OH*Wq) array, one weight-gradient GEMM) ran
+45.7 ms against 45.4. Wide rows against exact rows: a tie on this conv2d (12.5% junk), faster where
 the copies weigh more (conv_transpose2d 80 vs 93 ms; conv2d 64 -> 64 channels on 32x28x28: 131
 vs 142 ms, reference 159 ms). Work arrays are made once per call and reused chunk to chunk:
 fresh 2 MiB arrays cost their page faults every chunk (a column copy ran 12.1 instead of 5.7 ms).
