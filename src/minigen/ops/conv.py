@@ -48,25 +48,28 @@ layout (``Correlation``, ``Adjoint``):
   conv_transpose2d's backward is conv2d's forward and weight product on g.
 
 Measured (``benchmarks/profile_conv.py``: median CPU time of this process, 1 BLAS thread,
-interleaved, on the shared 2-core machine under load; forward + backward, float32):
+interleaved rounds, on the shared 2-core machine under load, so +-10% between runs; forward +
+backward, float32):
 
-    conv2d 64x32x14x14 -> 64, 3x3, pad 1     fast 42-49 ms   reference 41-46 ms   PyTorch 31 ms
-    conv_transpose2d 32 -> 64, 4x4, s 2      fast 80-85 ms   reference 132 ms     PyTorch 67-72 ms
+    conv2d 64x32x14x14 -> 64, 3x3, pad 1     fast 42-49 ms    reference 42-46 ms    PyTorch 30-31 ms
+    conv_transpose2d 32 -> 64, 4x4, s 2      fast 80-101 ms   reference 127-132 ms  PyTorch 66-72 ms
 
 conv_transpose2d: the phases replace the reference's 16 strided read-modify-write passes over
-the 28x28 output (and its K = 32 GEMMs) by 16 contiguous-run copies of the 14x14 input and four
-writes of a quarter each. conv2d: the copies shrink (im2col 5.5 -> 2.3 ms, no output or g
+the 28x28 output (and its K = 32 GEMMs) by 16 copies of the 14x14 input and four writes of a
+quarter of the output each. conv2d: the copies shrink (im2col 5.5 -> 2.3 ms, no output or g
 transposes), but the GEMMs grow by the junk and by chunking (the reference's weight gradient is
-one K = 12544 GEMM over saved columns): about a tie, with 7.1 instead of 20.0 MiB peak memory
+one K = 12544 GEMM over saved columns): a tie, with 7.1 instead of 20.0 MiB peak memory
 (``bench_layers.py``). Rebuilding the columns in backward costs no more than saving them: a
 trial that kept them (copied into one (K, N, OH*Wq) array, one weight-gradient GEMM) ran
-45.7 ms against 45.4. Wide rows against exact rows: a tie on this conv2d (12.5% junk), faster where
-the copies weigh more (conv_transpose2d 80 vs 93 ms; conv2d 64 -> 64 channels on 32x28x28: 131
-vs 142 ms, reference 159 ms). Work arrays are made once per call and reused chunk to chunk:
-fresh 2 MiB arrays cost their page faults every chunk (a column copy ran 12.1 instead of 5.7 ms).
-2 MiB chunks beat 8 MiB ones at 1 BLAS thread (45 vs 53 ms, 94 vs 109 ms); with 2 BLAS threads
-on the busy machine every NumPy path slowed erratically (the 1024^3 GEMM to 22 GFLOP/s), the
-chunked one more than the plain one, which runs fewer, larger GEMMs.
+45.7 ms against 45.4. Wide rows against exact rows (21 rounds): 45.7 vs 45.3 ms (conv2d),
+100.6 vs 97.3 ms (conv_transpose2d), 138 vs 137 ms (conv2d 64 -> 64 channels on 32x28x28,
+reference 168 ms): cheaper copies and larger GEMMs cancel at 1 thread; wide rows stay the
+default because more BLAS threads speed the GEMMs and not the copies. Work arrays are made once
+per call and reused chunk to chunk: fresh 2 MiB arrays pay their page faults every chunk (a
+column copy ran 12.1 instead of 5.7 ms). 2 MiB chunks beat 8 MiB ones at 1 BLAS thread (45 vs
+53 ms, 94 vs 109 ms); with 2 BLAS threads on the busy machine every NumPy path slowed
+erratically (the 1024^3 GEMM to 22 GFLOP/s), the chunked one more than the plain one, which
+runs fewer, larger GEMMs.
 """
 import math
 
