@@ -10,8 +10,9 @@ same weights, batch and noise:
     pytorch   torch 2.x CPU with torch.optim.Adam defaults (only if ``import torch`` works)
 
 Prints the median step time and the forward+backward-only time of each, and the ratios.
-minigen and NumPy are timed interleaved (round-robin, so both see the same machine load);
-PyTorch after them, alone (importing torch slows NumPy's threaded GEMMs, see main()).
+minigen and NumPy are timed interleaved (round-robin, so both see the same machine load), and
+PyTorch with them at --threads 1; with more threads PyTorch after them, alone (its OpenMP
+threads slow NumPy's threaded GEMMs, see main()).
 
     python benchmarks/bench_mlp_vae_step.py [--steps 50] [--warmup 10] [--threads 2]
 """
@@ -190,21 +191,18 @@ def main(args):
     runs = {"minigen": (lambda: minigen_step(model, optimizer, tx, teps),
                         lambda: minigen_step(model, optimizer, tx, teps, update=False)),
             "numpy": (numpy_step, lambda: numpy_step(update=False))}
+    # With one thread all three run interleaved. With more, PyTorch goes last, on its own: once
+    # torch runs, its OpenMP threads slow NumPy's OpenBLAS GEMMs by an order of magnitude on this
+    # 2-core machine, so no interleaving with it.
+    if args.threads == 1:
+        runs.update(torch_runs(args, state, x, eps))
     results = measure(runs, args.steps, args.warmup)
-    # PyTorch goes last, on its own: once torch is imported, its OpenMP threads slow NumPy's
-    # OpenBLAS GEMMs by an order of magnitude on this 2-core machine, so no interleaving with it.
-    if args.no_torch:
-        print("(--no-torch: PyTorch skipped)")
-    else:
-        try:
-            torch_step, torch_version = torch_setup(state, x, eps, args.threads)
-            results.update(measure({f"pytorch {torch_version}": (torch_step, lambda: torch_step(update=False))},
-                                   args.steps, args.warmup))
-        except ImportError:
-            print("(PyTorch not importable: its column is skipped)")
+    if args.threads != 1:
+        results.update(measure(torch_runs(args, state, x, eps), args.steps, args.warmup))
 
     print(f"MLP VAE 784-512-20-512-784, batch {args.batch}, float32, {args.threads} threads, "
-          f"median of {args.steps} after {args.warmup} warm-up (minigen and numpy interleaved)")
+          f"median of {args.steps} after {args.warmup} warm-up (minigen and numpy interleaved"
+          f"{', and pytorch' if args.threads == 1 else ''})")
     print("loss at step 1 / after 3 steps (must agree): " + ", ".join(
         f"{name} {r['first']:.4f} / {r['third']:.4f}" for name, r in results.items()))
     for name, r in results.items():
@@ -215,6 +213,19 @@ def main(args):
         if name != "minigen":
             print(f"  minigen / {name:<20s} step {ours['step'] / r['step']:5.2f}x   "
                   f"forward+backward {ours['fwd_bwd'] / r['fwd_bwd']:5.2f}x")
+
+
+def torch_runs(args, state, x, eps):
+    """{"pytorch <version>": (step, fwd_bwd)}, or {} (said why) without PyTorch or with --no-torch."""
+    if args.no_torch:
+        print("(--no-torch: PyTorch skipped)")
+        return {}
+    try:
+        torch_step, torch_version = torch_setup(state, x, eps, args.threads)
+    except ImportError:
+        print("(PyTorch not importable: its column is skipped)")
+        return {}
+    return {f"pytorch {torch_version}": (torch_step, lambda: torch_step(update=False))}
 
 
 def measure(runs, steps, warmup):
