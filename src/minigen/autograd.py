@@ -34,6 +34,8 @@ thread evaluating under ``no_grad()`` does not switch recording off for another.
 import functools
 import threading
 
+import weakref
+
 import numpy
 
 from . import backend
@@ -182,10 +184,10 @@ class Function:
             _check_finite(self, [out], "forward")
         result = Tensor(out)
         if switches.grad_enabled and any(t.requires_grad for t in tensors):
-            self.inputs = [x if getattr(x, "_is_minigen_tensor", False) else None for x in inputs]
+            self.inputs = [_graph_input(x) for x in inputs]
             # Versions now, to compare at backward time (see _check_saved_versions).
-            self.input_versions = [None if x is None else (
-                0 if x._version_cell is None else x._version_cell[0], id(x.data)) for x in self.inputs]
+            self.input_versions = [(x._version, id(x.data)) if link is not None else None
+                                   for x, link in zip(inputs, self.inputs)]
             self.output_version = result._version_cell = [0]
             self.output_id = id(out)
             self.needs_input_grad = [x is not None and x.requires_grad for x in self.inputs]
@@ -216,6 +218,36 @@ class Function:
         self.__dict__ = {"freed": True}
 
 
+class _GraphEdge:
+    """What the graph keeps of a non-leaf input: its creator, dtype and version, not its data.
+
+    A Function's backward needs an input's values only when it saved them itself; holding the
+    input Tensor would keep every intermediate array alive until backward (PyTorch's graph
+    likewise holds only what each op saves). ``data`` is the tensor's array while the tensor
+    lives elsewhere (for the in-place check), else None.
+    """
+    __slots__ = ("_creator", "requires_grad", "dtype", "_version_cell", "_tensor")
+
+    def __init__(self, x):
+        self._creator, self.requires_grad, self.dtype = x._creator, x.requires_grad, x.data.dtype
+        self._version_cell, self._tensor = x._version_cell, weakref.ref(x)
+
+    _version = property(lambda self: self._version_cell[0])
+
+    @property
+    def data(self):
+        x = self._tensor()
+        return None if x is None else x.data
+
+
+def _graph_input(x):
+    """The graph's link to an input: leaves (which receive .grad) as they are, non-leaf tensors
+    as a _GraphEdge, constants as None."""
+    if not getattr(x, "_is_minigen_tensor", False):
+        return None
+    return x if x._creator is None else _GraphEdge(x)
+
+
 def _check_saved_versions(fn):
     """Raise if a tensor whose memory ``fn`` saved was updated in place since the forward pass.
 
@@ -237,10 +269,12 @@ def _check_saved_versions(fn):
             if base is not None:
                 saved.add(id(base))
     for i in changed:
-        a = fn.inputs[i].data  # now; its array at forward time may since have been replaced
+        a = fn.inputs[i].data  # now (None once the tensor is gone); it may have been replaced
         version, forward_id = fn.input_versions[i]
-        if forward_id in saved or id(a) in saved or (a.base is not None and id(a.base) in saved):
-            _raise_modified(fn, f"its input {i + 1}", a.shape, fn.inputs[i]._version, version)
+        if forward_id in saved or (a is not None and (
+                id(a) in saved or (a.base is not None and id(a.base) in saved))):
+            _raise_modified(fn, f"its input {i + 1}", fn.input_shapes[i], fn.inputs[i]._version,
+                            version)
     if fn.output_version[0] != 0 and fn.output_id in saved:
         _raise_modified(fn, "its output", None, fn.output_version[0], 0)
 
@@ -576,8 +610,8 @@ def _input_gradients(fn, grad_out):
             raise RuntimeError(
                 f"{type(fn).__name__}.backward returned a gradient of shape {tuple(g.shape)} "
                 f"for an input of shape {tuple(shape)}")
-        if g.dtype != x.data.dtype:
-            g = g.astype(x.data.dtype)
+        if g.dtype != x.dtype:
+            g = g.astype(x.dtype)
         shared = g is grad_out or g.base is not None or id(g) in handed_out
         handed_out.add(id(g))
         yield x, g, shared

@@ -4,6 +4,8 @@ The autograd ops in ``minigen.functional`` (``F.logsumexp``, ``F.sigmoid``, ...)
 same functions on tensors; the estimators (GMM, RBM, LDA, Ising, ...) work on raw arrays and
 call these. Each one takes its array module from its input.
 """
+import numpy
+
 from .backend import get_array_module
 
 
@@ -18,16 +20,38 @@ def logsumexp(a, axis=None, keepdims=False):
 
 
 def sigmoid(x):
-    """1 / (1 + exp(-x)) as (1 + tanh(x/2)) / 2: cannot overflow, one transcendental per element."""
-    y = get_array_module(x).tanh(0.5 * x)
-    y += 1
-    y *= 0.5
+    """1 / (1 + exp(-x)) from e = exp(-|x|), which cannot overflow: 1 / (1 + e) for x > 0 and
+    e / (1 + e) otherwise, i.e. max(e, [x > 0]) / (1 + e). One exp per element (float32 exp is
+    about twice as fast as tanh in NumPy on AVX2 machines)."""
+    xp = get_array_module(x)
+    e = xp.abs(x)
+    xp.negative(e, out=e)
+    with numpy.errstate(under="ignore"):  # exp(-800) = 0 is the right answer, not an error
+        xp.exp(e, out=e)
+    y = xp.maximum(e, x > 0)
+    e += 1
+    y /= e
     return y
 
 
 def softplus(x):
-    """log(1 + exp(x)) without overflow."""
-    return get_array_module(x).logaddexp(0, x)
+    """log(1 + exp(x)) = max(x, 0) + log1p(e), e = exp(-|x|) <= 1, without overflow.
+
+    log1p(e) is log(u) with u = 1 + e rounded, plus the first-order correction (e - (u - 1)) / u
+    for that rounding: accurate to the last bits and several times faster than logaddexp(0, x)
+    or log1p in float32 here."""
+    xp = get_array_module(x)
+    e = xp.abs(x)
+    xp.negative(e, out=e)
+    with numpy.errstate(under="ignore"):
+        xp.exp(e, out=e)
+    u = e + 1
+    y = xp.log(u)
+    e -= u - 1
+    e /= u
+    y += e
+    y += xp.maximum(x, 0)
+    return y
 
 
 def log_sigmoid(x):

@@ -222,12 +222,14 @@ class Softplus(Function):
 
 
 class Relu(Function):
+    """max(x, 0); backward keeps the output (which the next op usually keeps anyway), not a mask."""
+
     def forward(self, x):
-        self.positive = x > 0
-        return get_array_module(x).maximum(x, x.dtype.type(0))  # not x * mask: -inf * 0 is NaN
+        self.out = get_array_module(x).maximum(x, x.dtype.type(0))  # not x * mask: -inf * 0 is NaN
+        return self.out
 
     def backward(self, g):
-        return g * self.positive
+        return g * (self.out > 0)
 
 
 class LeakyRelu(Function):
