@@ -179,6 +179,7 @@ class LSTMRecurrence(Function):
         xp = get_array_module(xw, w_hh)
         t_len, n, h4 = xw.shape
         h = h4 // 4
+        one, two, minus_two = (xw.dtype.type(v) for v in (1, 2, -2))  # NumPy scalars: no casting per call
         q = xp.ones(h4, dtype=xw.dtype)
         q[2 * h:3 * h] = 2
         # states[0, t] = h_t, states[1, t] = c_t for t = 0..T; acts[t] = [i, f, g, o] at step t
@@ -186,7 +187,7 @@ class LSTMRecurrence(Function):
         self.states[0, 0], self.states[1, 0] = h0, c0
         self.acts = xp.multiply(xw, -q)  # -q xw_t for every t, then the activations in place
         self.tanh_c = xp.empty((t_len, n, h), dtype=xw.dtype)
-        w_neg_t = xp.ascontiguousarray((w_hh * -q[:, None]).T)  # (-q W_hh)^T, (H, 4H)
+        w_neg_t = (w_hh * -q[:, None]).T  # (-q W_hh)^T, (H, 4H): BLAS reads the transpose in place
         recurrent = xp.empty((n, h4), dtype=xw.dtype)
         i_g = xp.empty((n, h), dtype=xw.dtype)
         with numpy.errstate(over="ignore"):  # exp(large) = inf is wanted: 1 / (1 + inf) = 0
@@ -195,19 +196,19 @@ class LSTMRecurrence(Function):
                 xp.matmul(self.states[0, t], w_neg_t, out=recurrent)
                 a += recurrent  # a = -q z_t
                 xp.exp(a, out=a)
-                a += 1
+                a += one
                 xp.divide(q, a, out=a)  # sigmoid for i, f, o; 2 sigmoid(2 z_g) for g
                 i, f, g, o = a[:, :h], a[:, h:2 * h], a[:, 2 * h:3 * h], a[:, 3 * h:]
-                g -= 1
+                g -= one
                 c, tanh_c = self.states[1, t + 1], self.tanh_c[t]
                 xp.multiply(f, self.states[1, t], out=c)
                 xp.multiply(i, g, out=i_g)
                 c += i_g
-                xp.multiply(c, -2, out=tanh_c)  # tanh(c) = 2 / (1 + exp(-2 c)) - 1
+                xp.multiply(c, minus_two, out=tanh_c)  # tanh(c) = 2 / (1 + exp(-2 c)) - 1
                 xp.exp(tanh_c, out=tanh_c)
-                tanh_c += 1
-                xp.divide(2, tanh_c, out=tanh_c)
-                tanh_c -= 1
+                tanh_c += one
+                xp.divide(two, tanh_c, out=tanh_c)
+                tanh_c -= one
                 xp.multiply(o, tanh_c, out=self.states[0, t + 1])
         self.w_hh = w_hh
         return self.states[:, 1:]
@@ -219,18 +220,19 @@ class LSTMRecurrence(Function):
         gates = self.acts.reshape(t_len, n, 4, h)
         i, f, g, o = (gates[:, :, k] for k in range(4))
         tanh_c, c_prev = self.tanh_c, self.states[1, :-1]
+        one = grad.dtype.type(1)
         # P_t for all t (see the docstring), in the buffer that becomes dz
-        dz = xp.subtract(1, self.acts)
+        dz = xp.subtract(one, self.acts)
         p = dz.reshape(t_len, n, 4, h)
         p *= gates  # a (1 - a) for every gate
         xp.multiply(g, g, out=p[:, :, 2])
-        xp.subtract(1, p[:, :, 2], out=p[:, :, 2])  # 1 - g^2 for the cell candidate
+        xp.subtract(one, p[:, :, 2], out=p[:, :, 2])  # 1 - g^2 for the cell candidate
         p[:, :, 0] *= g
         p[:, :, 1] *= c_prev
         p[:, :, 2] *= i
         p[:, :, 3] *= tanh_c
         q = xp.multiply(tanh_c, tanh_c)
-        xp.subtract(1, q, out=q)
+        xp.subtract(one, q, out=q)
         q *= o  # Q_t = o (1 - tanh(c_t)^2)
         dh = xp.zeros((n, h), dtype=grad.dtype)  # dL/dh_t and dL/dc_t carried from step t+1
         dc = xp.zeros((n, h), dtype=grad.dtype)
