@@ -2,9 +2,10 @@
 
 Gate order i, f, g, o (Hochreiter & Schmidhuber 1997; PyTorch's layout): rows 0:H of the weights
 belong to the input gate, H:2H to the forget gate, 2H:3H to the cell candidate, 3H:4H to the
-output gate. The step equations are in ``minigen.ops.nn_misc.LSTMRecurrence``. The input
-projection x W_ih^T + b_ih + b_hh of a whole sequence is one matmul; only h_{t-1} W_hh^T is
-computed step by step, inside one fused Function.
+output gate. The step equations are in ``minigen.ops.nn_misc.LSTMRecurrence`` (the fast path;
+``LSTMRecurrenceReference`` is the plain one it is tested against). The input projection
+x W_ih^T + b_ih + b_hh of a whole sequence is one matmul; only h_{t-1} W_hh^T is computed step
+by step, inside one fused Function.
 """
 import math
 

@@ -160,8 +160,9 @@ class LSTMRecurrence(Function):
         i, f, o = 1 / (1 + e),   g = tanh(z_g) = 2 / (1 + e_g) - 1       (tanh(x) = 2 sigmoid(2x) - 1)
         c_t = f * c_{t-1} + i * g,   tanh(c_t) = 2 / (1 + exp(-2 c_t)) - 1,   h_t = o * tanh(c_t)
 
-    Why: on CPUs without AVX-512 NumPy's float32 exp costs about half of its tanh, and the
-    remaining passes (+1, a division) are cheap. For z -> -inf, exp(-q z) overflows to inf
+    Why: on CPUs without AVX-512 NumPy's float32 exp costs well under its tanh (measured on the
+    project's AVX2 EPYC: 2.3 against 5.4 ns per element on (32, 512), 6 against 26 us on (32, 128)),
+    and the extra passes (+1, a division) cost about 0.5 ns per element. For z -> -inf, exp(-q z) overflows to inf
     (its warning is silenced) and 1 / (1 + inf) = 0 exactly; for z -> +inf, exp underflows to 0
     and the gate is exactly 1 (tanh exactly -1 and 1): no NaN, no warning.
 
