@@ -343,9 +343,10 @@ def test_flat_optimisers_equal_the_plain_per_parameter_reference(flat, reference
 
 @pytest.fixture
 def restore_threads():
-    saved = optim._threads["n"]
+    from minigen import threads
+    saved = threads._threads["n"]
     yield
-    optim._threads["n"] = saved
+    threads._threads["n"] = saved
 
 
 @pytest.mark.parametrize("flat, settings", [

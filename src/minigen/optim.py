@@ -29,48 +29,21 @@ Every ``step()`` bumps the version of each parameter it updates, so a backward t
 built before the step raises instead of using the new values (see minigen.autograd).
 Hyperparameters are plain attributes (``optimizer.lr = 1e-4`` takes effect at the next step).
 """
-import concurrent.futures
+import functools
 import math
-import os
 import threading
 
 import numpy
 
 from . import backend
 from .autograd import Tensor
+from .threads import get_num_threads, run_in_threads, set_num_threads
 from .validation import check_float
 
 __all__ = ["Optimizer", "SGD", "Adam", "ReferenceSGD", "ReferenceAdam", "get_num_threads",
-           "set_num_threads"]
+           "set_num_threads"]  # the two thread settings live in minigen.threads
 
-# -- threads: the update is elementwise, so pieces of the flat buffer can be updated at once in
-# threads (NumPy releases the GIL inside its loops), with the same values as one pass; PyTorch's
-# CPU optimisers likewise use its intra-op threads. CuPy arrays are updated in one piece.
 _MIN_CHUNK = 1 << 16  # elements per thread below which a thread costs more than it saves
-_threads = {"n": None, "pool": None, "workers": 0}
-_pool_lock = threading.Lock()
-# a forked child has none of the parent's pool threads: it starts its own pool when needed
-os.register_at_fork(after_in_child=lambda: _threads.update(pool=None, workers=0))
-
-
-def set_num_threads(n):
-    """Threads for the optimisers' updates of NumPy buffers (1: no threads)."""
-    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
-        raise ValueError(f"set_num_threads: n must be a positive integer, got {n!r}")
-    with _pool_lock:
-        _threads["n"] = n
-
-
-def get_num_threads():
-    """Threads for the optimisers' updates: set_num_threads, else $OMP_NUM_THREADS, else
-    $OPENBLAS_NUM_THREADS (as the BLAS), else the number of CPUs."""
-    if _threads["n"] is None:
-        for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-            value = os.environ.get(var, "")
-            if value.isdigit() and int(value) > 0:
-                return int(value)
-        return os.cpu_count() or 1
-    return _threads["n"]
 
 
 def _run_in_pieces(update, flat_slice, n_threads):
@@ -83,16 +56,7 @@ def _run_in_pieces(update, flat_slice, n_threads):
         return
     bounds = [start] + [start + ((stop - start) * k // n_pieces) // 16 * 16 for k in range(1, n_pieces)] + [stop]
     pieces = [slice(a, b) for a, b in zip(bounds[:-1], bounds[1:])]
-    with _pool_lock:
-        pool = _threads["pool"]
-        if pool is None or _threads["workers"] < n_pieces - 1:
-            pool = _threads["pool"] = concurrent.futures.ThreadPoolExecutor(
-                n_pieces - 1, thread_name_prefix="minigen-optim")
-            _threads["workers"] = n_pieces - 1
-    futures = [pool.submit(update, piece) for piece in pieces[1:]]
-    update(pieces[0])
-    for future in futures:
-        future.result()
+    run_in_threads([functools.partial(update, piece) for piece in pieces])
 
 
 class _FlatGroup:
