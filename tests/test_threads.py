@@ -77,3 +77,29 @@ def test_threaded_convolutions_equal_one_thread_exactly(op, weight_shape, kwargs
 def test_set_num_threads_rejects_what_is_not_a_positive_integer(bad):
     with pytest.raises(ValueError, match=r"set_num_threads: n must be a positive integer, got"):
         threads.set_num_threads(bad)
+
+
+@pytest.mark.parametrize("relu_input", [False, True])
+@pytest.mark.parametrize("kernel", [(3, 3), (1, 1), (2, 3)])
+def test_threaded_masked_convolutions_equal_one_thread_exactly(kernel, relu_input, monkeypatch):
+    from minigen.ops import masked_conv
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((3, 4, 7, 6))
+    w = rng.standard_normal((5, 4) + kernel)
+    mask = (rng.random(w.shape) < 0.6).astype(float)
+    b = rng.standard_normal(5)
+    padding = ((kernel[0] - 1, 0), (kernel[1] // 2, kernel[1] // 2))
+
+    def run():
+        xs, ws, bs = (minigen.tensor(a, requires_grad=True) for a in (x, w, b))
+        y = masked_conv.masked_conv2d(xs, ws, mask, bs, padding=padding, relu_input=relu_input)
+        y.backward(np.sin(np.arange(y.size)).reshape(y.shape))
+        return [y.numpy(), xs.grad, ws.grad, bs.grad]
+
+    monkeypatch.setattr(masked_conv, "CHUNK_BYTES", 1)  # many chunks: many threaded copies
+    monkeypatch.setitem(threads._threads, "n", 1)
+    one = run()
+    monkeypatch.setitem(threads._threads, "n", 3)
+    monkeypatch.setattr(threads, "PARALLEL_BYTES", 0)
+    for a, b_ in zip(one, run()):
+        np.testing.assert_array_equal(a, b_)
