@@ -8,6 +8,8 @@ import minigen
 from minigen import threads
 from minigen.ops import conv
 
+pytestmark = pytest.mark.cpu_only  # threads split NumPy work only; CuPy work is never split
+
 
 @pytest.fixture
 def many_threads(monkeypatch):
