@@ -48,6 +48,18 @@ def test_assign_in_threads_equals_plain_assignment(n_pairs, rows, seed):
         threads._threads["n"], threads.PARALLEL_BYTES = saved
 
 
+def assert_threads_change_nothing(run, module, monkeypatch):
+    """run() (a list of arrays) is bitwise the same on one thread and on three, with ``module``'s
+    chunks as small as they go (many chunks: many threaded copies)."""
+    monkeypatch.setattr(module, "CHUNK_BYTES", 1)
+    monkeypatch.setitem(threads._threads, "n", 1)
+    one = run()
+    monkeypatch.setitem(threads._threads, "n", 3)
+    monkeypatch.setattr(threads, "PARALLEL_BYTES", 0)
+    for a, b in zip(one, run()):
+        np.testing.assert_array_equal(a, b)
+
+
 @pytest.mark.parametrize("op, weight_shape, kwargs", [
     ("conv2d", (6, 4, 3, 3), dict(padding=1)),
     ("conv2d", (6, 4, 3, 2), dict(stride=2, padding=(1, 0), dilation=(1, 2))),
@@ -66,13 +78,7 @@ def test_threaded_convolutions_equal_one_thread_exactly(op, weight_shape, kwargs
         y.backward(np.cos(np.arange(y.size)).reshape(y.shape))
         return [y.numpy(), xs.grad, ws.grad, bs.grad]
 
-    monkeypatch.setattr(conv, "CHUNK_BYTES", 1)  # one sample per chunk: many threaded copies
-    monkeypatch.setitem(threads._threads, "n", 1)
-    one = run()
-    monkeypatch.setitem(threads._threads, "n", 3)
-    monkeypatch.setattr(threads, "PARALLEL_BYTES", 0)
-    for a, b_ in zip(one, run()):
-        np.testing.assert_array_equal(a, b_)
+    assert_threads_change_nothing(run, conv, monkeypatch)
 
 
 @pytest.mark.parametrize("bad", [0, -2, 1.5, True, "2"])
@@ -98,10 +104,4 @@ def test_threaded_masked_convolutions_equal_one_thread_exactly(kernel, relu_inpu
         y.backward(np.sin(np.arange(y.size)).reshape(y.shape))
         return [y.numpy(), xs.grad, ws.grad, bs.grad]
 
-    monkeypatch.setattr(masked_conv, "CHUNK_BYTES", 1)  # many chunks: many threaded copies
-    monkeypatch.setitem(threads._threads, "n", 1)
-    one = run()
-    monkeypatch.setitem(threads._threads, "n", 3)
-    monkeypatch.setattr(threads, "PARALLEL_BYTES", 0)
-    for a, b_ in zip(one, run()):
-        np.testing.assert_array_equal(a, b_)
+    assert_threads_change_nothing(run, masked_conv, monkeypatch)
