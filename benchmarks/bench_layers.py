@@ -134,15 +134,18 @@ def masked_stack_case(rng, torch):
 
     def reference(h, m):
         return F.conv2d(h, m.weight * m.mask, m.bias, 1, m.padding, m.dilation)
-    # the fast path's GEMMs: (L, T*C) @ (T*C, O) forward, its two gradients; L = 32*Hp*Wp - max shift
+    # the fast path's GEMMs (ops/masked_conv.py), L = 32*Hp*Wp - max shift columns: forward
+    # (O, T*C) @ (T*C, L); with an input gradient dx (C, T*O) @ (T*O, L) and dW (T*O, L) @ (L, C),
+    # without one (the images) dW (O, L) @ (L, T*C)
     products, live_flops = [], 0
     for i, m in enumerate(layers):
-        taps, c = len(F.live_taps(m.mask)), m.in_channels
+        taps, c, o = len(F.live_taps(m.mask)), m.in_channels, m.out_channels
         (kh, kw), (ph, pw) = m.kernel_size, m.padding
         hp, wp = 28 + 2 * ph, 28 + 2 * pw
         length = 32 * hp * wp - ((kh - 1) * wp + kw - 1)
-        products += [(length, taps * c, 64, False), (taps * c, length, 64, False)]
-        products += [(length, 64, taps * c, True)] if i else []  # no input gradient for the images
+        products += [(o, taps * c, length, False)]
+        products += ([(c, taps * o, length, False), (taps * o, length, c, True)] if i
+                     else [(o, length, taps * c, True)])
         live_flops += 2 * 32 * 28 * 28 * taps * c * 64 * (3 if i else 2)
     theirs = None
     if torch is not None:
