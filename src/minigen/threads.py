@@ -1,23 +1,19 @@
-"""Threads for the NumPy work that BLAS does not parallelise: elementwise updates and copies.
+"""Threads for NumPy work that BLAS does not parallelise: the optimisers' elementwise updates.
 
-BLAS runs the GEMMs on every core, but NumPy's own loops (the optimisers' elementwise updates,
-the copies that lay out a convolution's columns) run on one. They release the GIL, so
-independent pieces of such work can run at once in a few threads, with the same values as one
-pass; PyTorch's CPU kernels likewise use their intra-op threads. CuPy work is never split (the
-GPU already runs it in parallel).
+BLAS runs the GEMMs on every core, but NumPy's own loops run on one. They release the GIL, so
+independent pieces of an update can run at once in a few threads, with the same values as one
+pass; PyTorch's CPU optimisers likewise use their intra-op threads. CuPy work is never split.
+(Splitting the convolutions' column copies the same way was measured slower, at one and at two
+BLAS threads: the copy threads compete with OpenBLAS's own, which spin between GEMMs.)
 
 ``get_num_threads()``: ``set_num_threads(n)`` if called, else $OMP_NUM_THREADS, else
 $OPENBLAS_NUM_THREADS (as the BLAS), else the number of CPUs.
 """
 import concurrent.futures
-import functools
 import os
 import threading
 
-import numpy
-
-__all__ = ["get_num_threads", "set_num_threads", "run_in_threads", "assign_in_threads",
-           "run_in_blocks"]
+__all__ = ["get_num_threads", "set_num_threads", "run_in_threads"]
 
 _threads = {"n": None, "pool": None, "workers": 0}
 _pool_lock = threading.Lock()
@@ -61,42 +57,3 @@ def run_in_threads(tasks):
     for future in futures:
         future.result()
 
-
-PARALLEL_BYTES = 1 << 18  # copies of fewer bytes than this in all run in one thread
-
-
-def assign_in_threads(pairs):
-    """dst[...] = src for every (dst, src) pair, the copies shared among ``get_num_threads()``
-    threads when they are NumPy arrays of at least PARALLEL_BYTES in all: pairs go to threads in
-    turn, and when there are fewer pairs than threads each is first cut along its first axis."""
-    n_threads = get_num_threads()
-    if (n_threads == 1 or type(pairs[0][0]) is not numpy.ndarray
-            or sum(dst.nbytes for dst, _ in pairs) < PARALLEL_BYTES):
-        for dst, src in pairs:
-            dst[...] = src
-        return
-    if len(pairs) < n_threads:
-        pairs = [(dst[block], src[block]) for dst, src in pairs
-                 for block in _blocks(dst.shape[0], n_threads)]
-    groups = [pairs[k::n_threads] for k in range(n_threads)]
-    run_in_threads([functools.partial(_assign, group) for group in groups if group])
-
-
-def run_in_blocks(fn, n, like):
-    """fn(block) for consecutive slices ``block`` covering range(n), one per thread at once when
-    ``like`` (the array fn writes) is a NumPy array of at least PARALLEL_BYTES; else fn(slice(None))."""
-    n_threads = get_num_threads()
-    if n_threads == 1 or n < 2 or type(like) is not numpy.ndarray or like.nbytes < PARALLEL_BYTES:
-        fn(slice(None))
-        return
-    run_in_threads([functools.partial(fn, block) for block in _blocks(n, min(n, n_threads))])
-
-
-def _blocks(n, parts):
-    """``parts`` consecutive slices covering range(n) (some empty when n < parts)."""
-    return [slice(n * k // parts, n * (k + 1) // parts) for k in range(parts)]
-
-
-def _assign(pairs):
-    for dst, src in pairs:
-        dst[...] = src

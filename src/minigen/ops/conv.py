@@ -75,7 +75,6 @@ import math
 
 from ..autograd import Function
 from ..backend import get_array_module
-from ..threads import assign_in_threads, run_in_blocks
 
 __all__ = ["conv2d", "conv_transpose2d"]
 
@@ -401,14 +400,12 @@ class Correlation:
         (n, c), (hq, wq), (ph, pw) = x.shape[:2], self.plane, self.phases
         placement = ("planes", self.pads, tuple(map(tuple, self.phases)), tuple(map(tuple, self.first)))
         buf = self.work(placement, x, (c, len(ph), len(pw), n, hq + 1, wq), zeros=True)
-        x, copies = channels_first(x), []
+        x = channels_first(x)
         for a in range(len(ph)):
             for b in range(len(pw)):
                 rows, cols = self.phase_rows(0, a), self.phase_rows(1, b)
                 if rows is not None and cols is not None:
-                    copies.append((buf[:, a, b, :, rows[0], cols[0]], x[:, :, rows[1], cols[1]]))
-        if copies:
-            assign_in_threads(copies)
+                    buf[:, a, b, :, rows[0], cols[0]] = x[:, :, rows[1], cols[1]]
         return buf.reshape(c, len(ph), len(pw), n, -1)
 
     def columns(self, x):
@@ -419,14 +416,13 @@ class Correlation:
         planes, (kh, kw), (oh, ow), (hq, wq) = self.planes(x), self.window.kernel, self.out_size, self.plane
         images = planes.reshape(planes.shape[:4] + (hq + 1, wq))
         length = oh * self.row
-        cols, copies = self.work("columns", x, (c, kh, kw, n, length)), []
+        cols = self.work("columns", x, (c, kh, kw, n, length))
         for i, (a, u) in enumerate(self.taps[0]):
             for j, (b, v) in enumerate(self.taps[1]):
                 if self.row == wq:  # wide rows: one contiguous run per channel and sample
-                    copies.append((cols[:, i, j], planes[:, a, b, :, u * wq + v:u * wq + v + length]))
+                    cols[:, i, j] = planes[:, a, b, :, u * wq + v:u * wq + v + length]
                 else:  # the output pixels only: runs of OW
-                    copies.append((cols[:, i, j].reshape(c, n, oh, ow), images[:, a, b, :, u:u + oh, v:v + ow]))
-        assign_in_threads(copies)
+                    cols[:, i, j].reshape(c, n, oh, ow)[...] = images[:, a, b, :, u:u + oh, v:v + ow]
         return cols.reshape(c * kh * kw, n, length)
 
     def product(self, w2, cols, out, bias=None):
@@ -449,9 +445,9 @@ class Correlation:
         wide = (w2 @ cols.reshape(cols.shape[0], -1)).reshape(o, n, oh, wq)
         y = channels_first(wide[..., :ow])
         if bias is None:
-            assign_in_threads([(out, y)])
+            out[...] = y
         else:
-            run_in_blocks(lambda m: xp.add(y[m], bias, out=out[m]), n, out)
+            xp.add(y, bias, out=out)
         return out
 
     def wide(self, g):
@@ -460,7 +456,7 @@ class Correlation:
         if wq == self.out_size[1]:
             return xp.ascontiguousarray(channels_first(g)).reshape(o, -1)
         g_wide = xp.zeros((o, n, self.out_size[0], wq), dtype=g.dtype)
-        assign_in_threads([(g_wide[..., :self.out_size[1]], channels_first(g))])
+        g_wide[..., :self.out_size[1]] = channels_first(g)
         return g_wide.reshape(o, -1)
 
     def weight_product(self, g, cols):

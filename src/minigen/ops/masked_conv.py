@@ -38,7 +38,6 @@ import numbers
 
 from ..autograd import Function
 from ..backend import get_array_module, unwrap
-from ..threads import assign_in_threads, run_in_blocks
 from .conv import channels_first, check_conv_inputs, pair
 
 __all__ = ["masked_conv2d", "live_taps"]
@@ -74,7 +73,8 @@ def stacked(a, offsets, cols):
     """(len(offsets) * rows, len(cols)): the column slices a[:, cols + offset], stacked."""
     xp = get_array_module(a)
     out = xp.empty((len(offsets), a.shape[0], cols.stop - cols.start), dtype=a.dtype)
-    assign_in_threads([(out[t], a[:, cols.start + s:cols.stop + s]) for t, s in enumerate(offsets)])
+    for t, s in enumerate(offsets):
+        out[t] = a[:, cols.start + s:cols.stop + s]
     return out.reshape(-1, out.shape[-1])
 
 
@@ -137,9 +137,8 @@ class MaskedConv2d(Function):
             (oh, ow) = self.out_size
             grid = channels_first(y_wide.reshape(o, n, hp, wp)[:, :, :oh, :ow])
             if bias is not None:  # the bias added in the same pass
-                run_in_blocks(lambda m: xp.add(grid[m], bias.reshape(1, -1, 1, 1), out=out[m]), n, out)
-                return out
-            assign_in_threads([(out, grid)])
+                return xp.add(grid, bias.reshape(1, -1, 1, 1), out=out)
+            out[...] = grid
         if bias is not None:
             out += bias.reshape(1, -1, 1, 1)
         return out
@@ -157,9 +156,9 @@ class MaskedConv2d(Function):
         x_pad = xp.zeros((c, n) + self.padded, dtype=x.dtype)
         inside = x_pad[:, :, top:top + h, left:left + w]
         if self.relu_input:
-            run_in_blocks(lambda k: xp.maximum(channels_first(x)[k], 0, out=inside[k]), c, inside)
+            xp.maximum(channels_first(x), 0, out=inside)
         else:
-            assign_in_threads([(inside, channels_first(x))])
+            inside[...] = channels_first(x)
         return x_pad.reshape(c, -1)
 
     def backward(self, g):
@@ -204,7 +203,7 @@ class MaskedConv2d(Function):
         (top, _), (left, _) = self.padding
         o, size, front, taps = g.shape[1], n * hp * wp, self.max_shift, len(self.taps)
         big_g = xp.zeros((o, front + size), dtype=g.dtype)  # G: g on the wide grid, shifted by S
-        assign_in_threads([(big_g[:, front:].reshape(o, n, hp, wp)[:, :, :oh, :ow], channels_first(g))])
+        big_g[:, front:].reshape(o, n, hp, wp)[:, :, :oh, :ow] = channels_first(g)
         gx = gw_live = None
         x_flat = self.flat_padded(self.x) if need_w else None
         if need_x:
@@ -221,8 +220,7 @@ class MaskedConv2d(Function):
                 if need_w:
                     gw_stack += g_cols @ x_flat[:, cols].T
             gx_grid = gx_flat.reshape(c, n, hp, wp)[:, :, top:top + h, left:left + w]
-            gx = xp.empty(self.x_shape, dtype=g.dtype)
-            assign_in_threads([(gx, channels_first(gx_grid))])
+            gx = xp.ascontiguousarray(channels_first(gx_grid))
             if need_w:
                 gw_live = gw_stack.reshape(taps, o, c).transpose(1, 0, 2)
         elif need_w:  # no input gradient: stack x's T*C rows (fewer than g's T*O for an input layer)
