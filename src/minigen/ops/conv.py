@@ -220,17 +220,26 @@ def check_conv_inputs(op, x, weight, bias, in_axis, out_axis):
 
 # ----------------------------------------------------------------------------- the plain reference path
 
-class Conv2dReference(Function):
-    """y = conv2d(x, W) + b with W (O, C, kh, kw): one GEMM forward, two GEMMs and a col2im back."""
+class Conv2dFunction(Function):
+    """What both conv2d Functions share: the settings, and checking and keeping x and W."""
 
     def __init__(self, stride=1, padding=0, dilation=1):
         self.stride, self.padding, self.dilation = stride, padding, dilation
 
-    def forward(self, x, weight, bias=None):
+    def keep_inputs(self, x, weight, bias):
+        """Check the shapes, set ``geom`` (the window) and keep x and W for backward."""
         check_conv_inputs("conv2d", x, weight, bias, in_axis=1, out_axis=0)
         self.geom = WindowGeometry("conv2d", x.shape[2:], weight.shape[2:], self.stride,
                                    self.padding, self.dilation)
-        self.x, self.weight, self.cols = x, weight, im2col(x, self.geom)
+        self.x, self.weight = x, weight
+
+
+class Conv2dReference(Conv2dFunction):
+    """y = conv2d(x, W) + b with W (O, C, kh, kw): one GEMM forward, two GEMMs and a col2im back."""
+
+    def forward(self, x, weight, bias=None):
+        self.keep_inputs(x, weight, bias)
+        self.cols = im2col(x, self.geom)
         w2 = weight.reshape(weight.shape[0], -1)
         return from_columns(w2 @ self.cols, x.shape[0], self.geom.out_size, bias)
 
@@ -253,18 +262,27 @@ class Conv2dReference(Function):
         return gx, gw, gb
 
 
-class ConvTranspose2dReference(Function):
-    """The adjoint of conv2d, W (C_in, C_out, kh, kw): forward is conv2d's input gradient."""
+class ConvTranspose2dFunction(Function):
+    """What both conv_transpose2d Functions share: the settings, and checking x and W."""
 
     def __init__(self, stride=1, padding=0, output_padding=0, dilation=1):
         self.stride, self.padding, self.dilation = stride, padding, dilation
         self.output_padding = output_padding
 
-    def forward(self, x, weight, bias=None):
+    def keep_inputs(self, x, weight, bias):
+        """Check the shapes, set ``geom`` (the conv2d window whose output grid is x's) and keep W."""
         check_conv_inputs("conv_transpose2d", x, weight, bias, in_axis=0, out_axis=1)
         self.geom = transposed_geometry(x.shape[2:], weight.shape[2:], self.stride, self.padding,
                                         self.output_padding, self.dilation)
-        self.x2, self.weight = as_columns(x), weight
+        self.weight = weight
+
+
+class ConvTranspose2dReference(ConvTranspose2dFunction):
+    """The adjoint of conv2d, W (C_in, C_out, kh, kw): forward is conv2d's input gradient."""
+
+    def forward(self, x, weight, bias=None):
+        self.keep_inputs(x, weight, bias)
+        self.x2 = as_columns(x)
         y = conv_adjoint(weight.reshape(weight.shape[0], -1), self.x2, self.geom, weight.shape[1])
         if bias is not None:
             y += bias.reshape(1, -1, 1, 1)
@@ -532,17 +550,11 @@ class Adjoint:
         return out
 
 
-class Conv2d(Function):
+class Conv2d(Conv2dFunction):
     """y = conv2d(x, W) + b: per-sample GEMMs over chunks of columns; x' by the adjoint's phases."""
 
-    def __init__(self, stride=1, padding=0, dilation=1):
-        self.stride, self.padding, self.dilation = stride, padding, dilation
-
     def forward(self, x, weight, bias=None):
-        check_conv_inputs("conv2d", x, weight, bias, in_axis=1, out_axis=0)
-        self.geom = WindowGeometry("conv2d", x.shape[2:], weight.shape[2:], self.stride,
-                                   self.padding, self.dilation)
-        self.x, self.weight = x, weight
+        self.keep_inputs(x, weight, bias)
         correlation = Correlation.of("conv2d", self.geom)
         xp, (n, c), o = get_array_module(x), x.shape[:2], weight.shape[0]
         w2 = weight.reshape(o, -1)
@@ -577,19 +589,13 @@ class Conv2d(Function):
         return gx, gw, gb
 
 
-class ConvTranspose2d(Function):
+class ConvTranspose2d(ConvTranspose2dFunction):
     """The adjoint of conv2d, W (C_in, C_out, kh, kw): forward by the output phases, backward is
     conv2d's forward (x' = W2 @ cols(g)) and weight product (dW2 = sum x[n] @ cols(g[n])^T)."""
 
-    def __init__(self, stride=1, padding=0, output_padding=0, dilation=1):
-        self.stride, self.padding, self.dilation = stride, padding, dilation
-        self.output_padding = output_padding
-
     def forward(self, x, weight, bias=None):
-        check_conv_inputs("conv_transpose2d", x, weight, bias, in_axis=0, out_axis=1)
-        self.geom = transposed_geometry(x.shape[2:], weight.shape[2:], self.stride, self.padding,
-                                        self.output_padding, self.dilation)
-        self.x, self.weight = x, weight
+        self.keep_inputs(x, weight, bias)
+        self.x = x
         xp, n = get_array_module(x), x.shape[0]
         adjoint = Adjoint(self.geom, weight)
         y = xp.empty((n, weight.shape[1]) + self.geom.in_size, dtype=x.dtype)
