@@ -19,38 +19,43 @@ def logsumexp(a, axis=None, keepdims=False):
     return out if keepdims else xp.squeeze(out, axis=axis)
 
 
+def exp_neg_abs(x):
+    """e = exp(-|x|) in [0, 1]: never overflows; where it underflows, 0 is the right value."""
+    xp = get_array_module(x)
+    e = xp.asarray(xp.abs(x))  # an array also for 0-d x (NumPy gives a scalar there)
+    xp.negative(e, out=e)
+    with numpy.errstate(under="ignore"):  # exp(-800) = 0 is the right answer, not an error
+        xp.exp(e, out=e)
+    return e
+
+
+def log1p_unit(e):
+    """(log(1 + e), u = 1 + e rounded) for e in [0, 1].
+
+    log(u) plus the first-order correction (e - (u - 1)) / u for the rounding of u (u - 1 is
+    exact for u in [1, 2]): accurate to the last bits, and several times faster than log1p or
+    logaddexp in float32 in NumPy here."""
+    u = e + 1
+    y = get_array_module(e).log(u)
+    y += (e - (u - 1)) / u
+    return y, u
+
+
 def sigmoid(x):
     """1 / (1 + exp(-x)) from e = exp(-|x|), which cannot overflow: 1 / (1 + e) for x > 0 and
     e / (1 + e) otherwise, i.e. max(e, [x > 0]) / (1 + e). One exp per element (float32 exp is
     about twice as fast as tanh in NumPy on AVX2 machines)."""
-    xp = get_array_module(x)
-    e = xp.abs(x)
-    xp.negative(e, out=e)
-    with numpy.errstate(under="ignore"):  # exp(-800) = 0 is the right answer, not an error
-        xp.exp(e, out=e)
-    y = xp.maximum(e, x > 0)
+    e = exp_neg_abs(x)
+    y = get_array_module(x).maximum(e, x > 0)
     e += 1
     y /= e
     return y
 
 
 def softplus(x):
-    """log(1 + exp(x)) = max(x, 0) + log1p(e), e = exp(-|x|) <= 1, without overflow.
-
-    log1p(e) is log(u) with u = 1 + e rounded, plus the first-order correction (e - (u - 1)) / u
-    for that rounding: accurate to the last bits and several times faster than logaddexp(0, x)
-    or log1p in float32 here."""
-    xp = get_array_module(x)
-    e = xp.abs(x)
-    xp.negative(e, out=e)
-    with numpy.errstate(under="ignore"):
-        xp.exp(e, out=e)
-    u = e + 1
-    y = xp.log(u)
-    e -= u - 1
-    e /= u
-    y += e
-    y += xp.maximum(x, 0)
+    """log(1 + exp(x)) = max(x, 0) + log1p(e), e = exp(-|x|) <= 1, without overflow."""
+    y, _ = log1p_unit(exp_neg_abs(x))
+    y += get_array_module(x).maximum(x, 0)
     return y
 
 

@@ -7,10 +7,12 @@ import math
 
 from ..autograd import Function, Tensor
 from ..backend import get_array_module
+from ..numerics import exp_neg_abs, log1p_unit
 from .elementwise import log, softplus
 from .reduce import mean, sum
 
-__all__ = ["binary_cross_entropy_with_logits", "binary_cross_entropy_with_logits_reference", "cross_entropy", "mse_loss", "gaussian_nll"]
+__all__ = ["binary_cross_entropy_with_logits", "binary_cross_entropy_with_logits_reference",
+           "cross_entropy", "mse_loss", "gaussian_nll"]
 
 
 def _check_reduction(reduction):
@@ -36,13 +38,11 @@ class BCEWithLogits(Function):
         -[t log sigmoid(x) + (1 - t) log(1 - sigmoid(x))] = max(x, 0) - x t + log1p(e),   e = exp(-|x|)
         d/dx = sigmoid(x) - t = max(e, [x > 0]) / (1 + e) - t                 (1/(1+e) or e/(1+e))
 
-    Fused, with the reduction inside: a handful of passes in two work arrays, no 1-D
-    temporaries, the loss summed without a separate Sum op. ``log1p(e)`` (NumPy's is several times
-    slower than ``log``) is ``log(u) + (e - (u - 1))`` with u = 1 + e: u - 1 is exact, so
-    e - (u - 1) is the rounding error of u, and adding it restores log1p's relative accuracy for
-    tiny e (a first-order correction; its error is below eps e). ``e``, ``u`` and the mask x > 0
-    are kept for backward. ``binary_cross_entropy_with_logits_reference`` is the plain
-    composition it is tested against.
+    Fused, with the reduction inside: a handful of passes, the loss summed without a separate
+    Sum op. ``e`` and ``log1p(e)`` come from ``minigen.numerics`` (``exp_neg_abs``,
+    ``log1p_unit``: log(1 + e) from log, several times faster than log1p in float32); ``e``,
+    ``u = 1 + e`` and the mask x > 0 are kept for backward.
+    ``binary_cross_entropy_with_logits_reference`` is the plain composition it is tested against.
     """
 
     def __init__(self, reduction="none"):
@@ -53,18 +53,11 @@ class BCEWithLogits(Function):
         if t.dtype != x.dtype:  # e.g. a float64 or boolean target: compute in the common dtype
             dtype = xp.result_type(x.dtype, t.dtype)
             x, t = x.astype(dtype, copy=False), t.astype(dtype, copy=False)
-        e, u, loss, work = (xp.empty_like(x) for _ in range(4))  # arrays, also for 0-d x
-        xp.abs(x, out=e)
-        xp.negative(e, out=e)
-        xp.exp(e, out=e)                      # e = exp(-|x|) in (0, 1]
-        xp.add(e, 1, out=u)
-        xp.log(u, out=loss)
-        xp.subtract(u, 1, out=work)           # exact: u in [1, 2]
-        xp.subtract(e, work, out=work)        # rounding error of u = 1 + e
-        loss += work                          # log1p(e)
+        e = exp_neg_abs(x)                      # exp(-|x|) in [0, 1], an array also for 0-d x
+        loss, u = log1p_unit(e)                 # log1p(e) and u = 1 + e
         self.positive = x > 0
-        xp.subtract(self.positive, t, out=work)
-        work *= x                             # max(x, 0) - x t = x ([x > 0] - t)
+        work = xp.subtract(self.positive, t)
+        work *= x                               # max(x, 0) - x t = x ([x > 0] - t)
         loss += work
         self.x, self.t, self.e, self.u = x, t, e, u
         if self.reduction == "none":
