@@ -33,7 +33,6 @@ thread evaluating under ``no_grad()`` does not switch recording off for another.
 """
 import functools
 import threading
-
 import weakref
 
 import numpy

@@ -85,8 +85,8 @@ from .. import functional as F
 from ..autograd import Function, Tensor, no_grad
 from ..distributions import Categorical, DiscretizedLogisticMixture
 from ..nn import Conv2d, Embedding, MaskedConv2d, Module, ModuleList, ReLU, Sequential, init
-from ..random import get_generator
 from ..numerics import sigmoid
+from ..random import get_generator
 from ..validation import check_int, numeric_array
 from .pixelcnn_fast_sampling import draw_cached
 

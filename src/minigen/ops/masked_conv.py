@@ -34,7 +34,6 @@ Backward keeps only x, which the graph keeps alive anyway, and rebuilds x_flat f
 copy) when the weight gradient needs it. A 1x1 kernel without padding needs no x_flat at all:
 it is one GEMM per image on x in its own NCHW layout.
 """
-import numbers
 
 from ..autograd import Function
 from ..backend import get_array_module, unwrap
