@@ -206,10 +206,14 @@ def measure(repeats, torch, report_memory=True):
     for name, make_case in CASES:
         case = make_case(rng, torch)
         gemms, flops = gemm_job(case["products"], rng)
-        fns = {"minigen": case["run"], "gemms": gemms}
+        fns = {"gemms": gemms}
         if case.get("reference") is not None:
             fns["reference"] = case["reference"]
+        # OpenBLAS's worker threads spin for about 0.1 s after each multi-threaded GEMM (the
+        # reference's and the bare GEMMs'), taking a core from minigen's own threads, which run
+        # the fast path with the BLAS at one thread each: timed apart, not interleaved
         ms = {k: 1e3 * t for k, t in median_times(fns, repeats, warmup=1).items()}
+        ms.update({k: 1e3 * t for k, t in median_times({"minigen": case["run"]}, repeats, warmup=1).items()})
         # PyTorch's worker threads keep spinning after each call: timed apart, not interleaved
         torch_ms = 1e3 * median_times({"torch": case["torch"]}, repeats, warmup=1)["torch"] \
             if case["torch"] else None

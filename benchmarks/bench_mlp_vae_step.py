@@ -10,9 +10,9 @@ same weights, batch and noise:
     pytorch   torch 2.x CPU with torch.optim.Adam defaults (only if ``import torch`` works)
 
 Prints the median step time and the forward+backward-only time of each, and the ratios.
-minigen and NumPy are timed interleaved (round-robin, so both see the same machine load), and
-PyTorch with them at --threads 1; with more threads PyTorch after them, alone (its OpenMP
-threads slow NumPy's threaded GEMMs, see main()).
+Each is timed apart, one after the other: another's threads would spin on a core this one
+needs (PyTorch's OpenMP threads, and OpenBLAS's after NumPy's multi-threaded GEMMs, while
+minigen runs its own threads with the BLAS at one thread each; see ``minigen.threads``).
 
     python benchmarks/bench_mlp_vae_step.py [--steps 50] [--warmup 10] [--threads 2]
 """
@@ -191,7 +191,7 @@ def main(args):
     runs = {"minigen": (lambda: minigen_step(model, optimizer, tx, teps),
                         lambda: minigen_step(model, optimizer, tx, teps, update=False)),
             "numpy": (numpy_step, lambda: numpy_step(update=False))}
-    # With one thread all three run interleaved. With more, PyTorch goes last, on its own: once
+    # PyTorch goes last at more than one thread: once
     # torch runs, its OpenMP threads slow NumPy's OpenBLAS GEMMs by an order of magnitude on this
     # 2-core machine, so no interleaving with it.
     if args.threads == 1:
@@ -201,8 +201,7 @@ def main(args):
         results.update(measure(torch_runs(args, state, x, eps), args.steps, args.warmup))
 
     print(f"MLP VAE 784-512-20-512-784, batch {args.batch}, float32, {args.threads} threads, "
-          f"median of {args.steps} after {args.warmup} warm-up (minigen and numpy interleaved"
-          f"{', and pytorch' if args.threads == 1 else ''})")
+          f"median of {args.steps} after {args.warmup} warm-up, each timed apart)")
     print("loss at step 1 / after 3 steps (must agree): " + ", ".join(
         f"{name} {r['first']:.4f} / {r['third']:.4f}" for name, r in results.items()))
     for name, r in results.items():
@@ -235,8 +234,10 @@ def measure(runs, steps, warmup):
         for step, _ in runs.values():
             step()
     third = {name: fwd_bwd() for name, (_, fwd_bwd) in runs.items()}
-    step_s = median_times({name: step for name, (step, _) in runs.items()}, steps, warmup)
-    fb_s = median_times({name: fwd_bwd for name, (_, fwd_bwd) in runs.items()}, steps, warmup)
+    # each timed apart: OpenBLAS's worker threads spin for about 0.1 s after a multi-threaded
+    # GEMM (numpy's), taking a core from the next run's own threads (minigen's)
+    step_s = {name: median_times({name: step}, steps, warmup)[name] for name, (step, _) in runs.items()}
+    fb_s = {name: median_times({name: fwd_bwd}, steps, warmup)[name] for name, (_, fwd_bwd) in runs.items()}
     return {name: dict(first=first[name], third=third[name], step=1e3 * step_s[name],
                        fwd_bwd=1e3 * fb_s[name]) for name in runs}
 

@@ -1,28 +1,46 @@
-"""Threads for NumPy work that BLAS does not parallelise: the optimisers' elementwise updates.
+"""Threads for the NumPy work that one BLAS call does not parallelise.
 
-BLAS runs the GEMMs on every core, but NumPy's own loops run on one. They release the GIL, so
-independent pieces of an update can run at once in a few threads, with the same values as one
-pass; PyTorch's CPU optimisers likewise use their intra-op threads. CuPy work is never split.
-(Splitting the convolutions' column copies the same way was measured slower, at one and at two
-BLAS threads: the copy threads compete with OpenBLAS's own, which spin between GEMMs.)
+BLAS runs each GEMM on every core, but NumPy's copies and elementwise loops run on one, and
+OpenBLAS gains little on the small GEMMs of a minibatch (its threads hand off and then spin,
+taking the core that NumPy's loops would need). So where the work splits into independent
+pieces (samples of a batch, slices of a flat parameter buffer) minigen runs the pieces at once
+in a small pool, each piece all on one core: its copies, its elementwise loops and its GEMMs on
+a BLAS pinned to one thread for as long as the pieces run. NumPy releases the GIL in all three.
+This is how PyTorch's CPU convolutions use their intra-op threads (a batch split, one thread's
+GEMMs each). The values are those of one piece at a time (tests check the splits against the
+whole). CuPy work is never split.
 
 ``get_num_threads()``: ``set_num_threads(n)`` if called, else $OMP_NUM_THREADS, else
 $OPENBLAS_NUM_THREADS (as the BLAS), else the number of CPUs.
+
+The BLAS is pinned through OpenBLAS's own ``openblas_set_num_threads`` (in NumPy's bundled
+``scipy_openblas`` or a system OpenBLAS), found in the libraries this process has loaded; with
+any other BLAS (``blas_library()`` is None) the pieces still run at once and the BLAS keeps its
+own threads.
 """
 import concurrent.futures
+import contextlib
+import ctypes
 import os
+import re
 import threading
 
-__all__ = ["get_num_threads", "set_num_threads", "run_in_threads"]
+import numpy as np
 
-_threads = {"n": None, "pool": None, "workers": 0}
+from .backend import get_array_module
+
+__all__ = ["get_num_threads", "set_num_threads", "run_in_threads", "map_slices", "blas_threads",
+           "blas_library"]
+
+_threads = {"n": None, "pool": None, "workers": 0, "blas": None}
 _pool_lock = threading.Lock()
+_local = threading.local()  # .inside: this thread is running a piece (pieces do not split again)
 # a forked child has none of the parent's pool threads: it starts its own pool when needed
 os.register_at_fork(after_in_child=lambda: _threads.update(pool=None, workers=0))
 
 
 def set_num_threads(n):
-    """Threads for NumPy's elementwise updates and copies (1: no threads)."""
+    """Threads for minigen's split work (1: no threads)."""
     if not isinstance(n, int) or isinstance(n, bool) or n < 1:
         raise ValueError(f"set_num_threads: n must be a positive integer, got {n!r}")
     with _pool_lock:
@@ -40,20 +58,100 @@ def get_num_threads():
     return _threads["n"]
 
 
-def run_in_threads(tasks):
-    """Call every task (a function of no arguments): the first in this thread, the others at the
-    same time in a shared pool. Returns when all are done; an exception in one is raised here."""
-    if len(tasks) == 1:
-        tasks[0]()
+class _OpenBLAS:
+    """The loaded OpenBLAS's thread-count setter and getter (``name``: its file)."""
+
+    def __init__(self, path):
+        lib = ctypes.CDLL(path)
+        for prefix in ("scipy_openblas", "openblas"):
+            for suffix in ("64_", ""):
+                setter = getattr(lib, f"{prefix}_set_num_threads{suffix}", None)
+                getter = getattr(lib, f"{prefix}_get_num_threads{suffix}", None)
+                if setter is not None and getter is not None:
+                    setter.argtypes, setter.restype, getter.restype = [ctypes.c_int], None, ctypes.c_int
+                    self.name, self.set, self.get = os.path.basename(path), setter, getter
+                    return
+        raise OSError(f"{path} has no openblas_set_num_threads")
+
+
+def blas_library():
+    """The OpenBLAS that NumPy calls, as an object with ``set(n)``, ``get()`` and ``name``; None
+    when it cannot be found (another BLAS, or no /proc/self/maps to look in)."""
+    if _threads["blas"] is None:
+        found = False
+        try:
+            with open("/proc/self/maps") as maps:
+                paths = sorted(set(re.findall(r"(/\S*openblas\S*\.so[\w.]*)", maps.read())))
+            for path in paths:
+                try:
+                    found = _OpenBLAS(path)
+                    break
+                except OSError:
+                    continue
+        except OSError:
+            pass
+        _threads["blas"] = found
+    return _threads["blas"] or None
+
+
+@contextlib.contextmanager
+def blas_threads(n):
+    """Within the block, the BLAS runs ``n`` threads per call (restored after); does nothing if
+    the BLAS cannot be set (``blas_library()`` is None)."""
+    blas = blas_library()
+    before = blas.get() if blas is not None else n
+    if before == n:
+        yield
         return
+    blas.set(n)
+    try:
+        yield
+    finally:
+        blas.set(before)
+
+
+def _as_piece(task):
+    def piece():
+        _local.inside = True
+        try:
+            return task()
+        finally:
+            _local.inside = False
+    return piece
+
+
+def run_in_threads(tasks):
+    """Call every task (a function of no arguments) and return their results in order: the first
+    in this thread, the others at the same time in a shared pool, with the BLAS at one thread
+    while they run. Inside a task (a piece splitting again) they run one after another. An
+    exception in one is raised here."""
+    if len(tasks) == 1 or getattr(_local, "inside", False):
+        return [task() for task in tasks]
     with _pool_lock:
         pool = _threads["pool"]
         if pool is None or _threads["workers"] < len(tasks) - 1:
             pool = _threads["pool"] = concurrent.futures.ThreadPoolExecutor(
                 len(tasks) - 1, thread_name_prefix="minigen")
             _threads["workers"] = len(tasks) - 1
-    futures = [pool.submit(task) for task in tasks[1:]]
-    tasks[0]()
-    for future in futures:
-        future.result()
+    with blas_threads(1):
+        futures = [pool.submit(_as_piece(task)) for task in tasks[1:]]
+        first = _as_piece(tasks[0])()
+        return [first] + [future.result() for future in futures]
+
+
+def split(n, parts):
+    """range(n) as at most ``parts`` contiguous, non-empty slices of nearly equal length."""
+    parts = max(1, min(parts, n))
+    bounds = [n * k // parts for k in range(parts + 1)]
+    return [slice(a, b) for a, b in zip(bounds[:-1], bounds[1:])]
+
+
+def map_slices(function, n, like, min_size=1):
+    """[function(s) for s in split(n, get_num_threads())], the calls at once (``run_in_threads``).
+
+    ``like``: an array of the work (CuPy work is never split); ``min_size``: the least length of
+    a slice worth a thread (smaller work runs as one slice)."""
+    parts = get_num_threads() if get_array_module(like) is np else 1
+    parts = min(parts, max(1, n // max(1, min_size)))
+    return run_in_threads([lambda s=s: function(s) for s in split(n, parts)])
 

@@ -75,6 +75,7 @@ import math
 
 from ..autograd import Function
 from ..backend import get_array_module
+from ..threads import map_slices
 
 __all__ = ["conv2d", "conv_transpose2d"]
 
@@ -555,12 +556,15 @@ class Conv2d(Conv2dFunction):
 
     def forward(self, x, weight, bias=None):
         self.keep_inputs(x, weight, bias)
-        correlation = Correlation.of("conv2d", self.geom)
         xp, (n, c), o = get_array_module(x), x.shape[:2], weight.shape[0]
         w2 = weight.reshape(o, -1)
         y = xp.empty((n, o) + self.geom.out_size, dtype=x.dtype)
-        for s in sample_chunks(n, correlation.column_bytes(c, x.itemsize)):
-            correlation.product(w2, correlation.columns(x[s]), y[s], bias)
+
+        def part(p):  # samples p, in chunks, with this thread's own work arrays
+            correlation = Correlation.of("conv2d", self.geom)
+            for s in sample_chunks(p.stop - p.start, correlation.column_bytes(c, x.itemsize)):
+                correlation.product(w2, correlation.columns(x[p][s]), y[p][s], bias)
+        map_slices(part, n, x)
         return y
 
     def backward(self, g):
@@ -572,19 +576,23 @@ class Conv2d(Conv2dFunction):
         need_x, need_w = self.needs_input_grad[:2]
         need_b = len(self.needs_input_grad) > 2 and self.needs_input_grad[2]
         n, c = self.x.shape[:2]
-        gx = gw = None
-        if need_w:
-            correlation = Correlation.of("conv2d", self.geom)
-            gw2 = xp.zeros((self.weight.shape[0], self.weight[0].size), dtype=g.dtype)
-            for s in sample_chunks(n, correlation.column_bytes(c, g.itemsize)):
-                gw2 += correlation.weight_product(g[s], correlation.columns(self.x[s]))
-            gw = gw2.reshape(self.weight.shape)
-            del correlation  # and its work arrays
-        if need_x:
-            adjoint = Adjoint(self.geom, self.weight)
-            gx = xp.empty(self.x.shape, dtype=g.dtype)
-            for s in sample_chunks(n, adjoint.column_bytes(g.itemsize)):
-                adjoint.apply(g[s], gx[s])
+        gx = xp.empty(self.x.shape, dtype=g.dtype) if need_x else None
+
+        def part(p):  # samples p: their share of dW2, and their x'
+            x, gp, gw2 = self.x[p], g[p], None
+            if need_w:
+                correlation = Correlation.of("conv2d", self.geom)
+                gw2 = xp.zeros((self.weight.shape[0], self.weight[0].size), dtype=g.dtype)
+                for s in sample_chunks(p.stop - p.start, correlation.column_bytes(c, g.itemsize)):
+                    gw2 += correlation.weight_product(gp[s], correlation.columns(x[s]))
+                del correlation  # and its work arrays
+            if need_x:
+                adjoint = Adjoint(self.geom, self.weight)
+                for s in sample_chunks(p.stop - p.start, adjoint.column_bytes(g.itemsize)):
+                    adjoint.apply(gp[s], gx[p][s])
+            return gw2
+        shares = map_slices(part, n, g)
+        gw = sum(shares).reshape(self.weight.shape) if need_w else None
         gb = g.sum(axis=(0, 2, 3)) if need_b else None
         return gx, gw, gb
 
@@ -597,30 +605,37 @@ class ConvTranspose2d(ConvTranspose2dFunction):
         self.keep_inputs(x, weight, bias)
         self.x = x
         xp, n = get_array_module(x), x.shape[0]
-        adjoint = Adjoint(self.geom, weight)
         y = xp.empty((n, weight.shape[1]) + self.geom.in_size, dtype=x.dtype)
-        for s in sample_chunks(n, adjoint.column_bytes(x.itemsize)):
-            adjoint.apply(x[s], y[s])
-            if bias is not None:
-                y[s] += bias.reshape(1, -1, 1, 1)
+
+        def part(p):  # samples p, with this thread's own work arrays
+            adjoint = Adjoint(self.geom, weight)
+            for s in sample_chunks(p.stop - p.start, adjoint.column_bytes(x.itemsize)):
+                adjoint.apply(x[p][s], y[p][s])
+                if bias is not None:
+                    y[p][s] += bias.reshape(1, -1, 1, 1)
+        map_slices(part, n, x)
         return y
 
     def backward(self, g):
         xp = get_array_module(g)
         need_x, need_w = self.needs_input_grad[:2]
         need_b = len(self.needs_input_grad) > 2 and self.needs_input_grad[2]
-        correlation = Correlation.of("conv_transpose2d", self.geom)
         n, c_in = self.x.shape[:2]
         w2 = self.weight.reshape(c_in, -1)
         gx = xp.empty(self.x.shape, dtype=g.dtype) if need_x else None
-        gw2 = xp.zeros(w2.shape, dtype=g.dtype) if need_w else None
-        for s in sample_chunks(n, correlation.column_bytes(g.shape[1], g.itemsize)):
-            cols = correlation.columns(g[s])
-            if need_x:
-                correlation.product(w2, cols, gx[s])
-            if need_w:
-                gw2 += correlation.weight_product(self.x[s], cols)
-        gw = gw2.reshape(self.weight.shape) if need_w else None
+
+        def part(p):  # samples p: their x' and their share of dW2
+            correlation = Correlation.of("conv_transpose2d", self.geom)
+            gp, gw2 = g[p], (xp.zeros(w2.shape, dtype=g.dtype) if need_w else None)
+            for s in sample_chunks(p.stop - p.start, correlation.column_bytes(g.shape[1], g.itemsize)):
+                cols = correlation.columns(gp[s])
+                if need_x:
+                    correlation.product(w2, cols, gx[p][s])
+                if need_w:
+                    gw2 += correlation.weight_product(self.x[p][s], cols)
+            return gw2
+        shares = map_slices(part, n, g)
+        gw = sum(shares).reshape(self.weight.shape) if need_w else None
         gb = g.sum(axis=(0, 2, 3)) if need_b else None
         return gx, gw, gb
 

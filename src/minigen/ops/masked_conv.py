@@ -37,11 +37,20 @@ it is one GEMM per image on x in its own NCHW layout.
 
 from ..autograd import Function
 from ..backend import get_array_module, unwrap
+from ..threads import map_slices
 from .conv import channels_first, check_conv_inputs, pair
 
 __all__ = ["masked_conv2d", "live_taps"]
 
-CHUNK_BYTES = 8 * 2 ** 20  # stacked slices built at a time (larger: fewer, larger GEMMs)
+CHUNK_BYTES = 2 ** 20  # stacked slices built at a time, per thread: about an L2 cache (measured below)
+MIN_COLUMNS = 4096  # the least columns (or pixels) worth a thread of their own
+
+
+def by_samples(copy, like):
+    """copy(p) for slices p of the batch (axis 0 of ``like``) split among minigen's threads: the
+    copies and elementwise passes around the GEMMs (NumPy runs each on one core)."""
+    pixels = like[0].size if like.shape[0] else 1
+    map_slices(copy, like.shape[0], like, max(1, 16 * MIN_COLUMNS // pixels))
 
 
 def live_taps(mask):
@@ -68,13 +77,21 @@ def column_chunks(start, stop, rows, itemsize):
     return [slice(a, min(a + step, stop)) for a in range(start, stop, step)]
 
 
-def stacked(a, offsets, cols):
-    """(len(offsets) * rows, len(cols)): the column slices a[:, cols + offset], stacked."""
-    xp = get_array_module(a)
-    out = xp.empty((len(offsets), a.shape[0], cols.stop - cols.start), dtype=a.dtype)
-    for t, s in enumerate(offsets):
-        out[t] = a[:, cols.start + s:cols.stop + s]
-    return out.reshape(-1, out.shape[-1])
+def stacked_chunks(a, offsets, start, stop):
+    """(cols, stack) for every chunk of the columns start..stop (``column_chunks``): stack is
+    (len(offsets) * rows, len(cols)), the column slices a[:, cols + offset] stacked. One work
+    array serves every chunk (a fresh one would pay its page faults each time)."""
+    xp, rows = get_array_module(a), a.shape[0]
+    chunks = column_chunks(start, stop, len(offsets) * rows, a.itemsize)
+    if not chunks:
+        return
+    work = xp.empty(len(offsets) * rows * (chunks[0].stop - chunks[0].start), dtype=a.dtype)
+    for cols in chunks:
+        width = cols.stop - cols.start
+        stack = work[:len(offsets) * rows * width].reshape(len(offsets), rows, width)
+        for t, s in enumerate(offsets):
+            stack[t] = a[:, cols.start + s:cols.stop + s]
+        yield cols, stack.reshape(-1, width)
 
 
 class MaskedConv2d(Function):
@@ -124,20 +141,26 @@ class MaskedConv2d(Function):
         if not self.taps:
             out[...] = 0
         elif self.pointwise:  # one GEMM per image on x as it is
-            xp.matmul(self.w_live, self.activated(x).reshape(n, c, h * w), out=out.reshape(n, o, h * w))
+            x3, out3 = x.reshape(n, c, h * w), out.reshape(n, o, h * w)
+            map_slices(lambda p: xp.matmul(self.w_live, self.activated(x3[p]), out=out3[p]),
+                       n, x, max(1, MIN_COLUMNS // (h * w)))
         else:
             self.shifts = [i * dh * wp + j * dw for i, j in self.taps]
             self.max_shift = max(self.shifts)
             x_flat = self.flat_padded(x)
             y_wide = xp.empty((o, n * hp * wp), dtype=x.dtype)  # only output pixels are read
             length = n * hp * wp - self.max_shift  # L: the last output pixel's column + 1, or more
-            for cols in column_chunks(0, length, len(self.taps) * c, x.itemsize):
-                xp.matmul(self.w_live, stacked(x_flat, self.shifts, cols), out=y_wide[:, cols])
+
+            def part(p):  # columns p, a chunk at a time
+                for cols, stack in stacked_chunks(x_flat, self.shifts, p.start, p.stop):
+                    xp.matmul(self.w_live, stack, out=y_wide[:, cols])
+            map_slices(part, length, x, MIN_COLUMNS)
             (oh, ow) = self.out_size
             grid = channels_first(y_wide.reshape(o, n, hp, wp)[:, :, :oh, :ow])
             if bias is not None:  # the bias added in the same pass
-                return xp.add(grid, bias.reshape(1, -1, 1, 1), out=out)
-            out[...] = grid
+                by_samples(lambda p: xp.add(grid[p], bias.reshape(1, -1, 1, 1), out=out[p]), out)
+                return out
+            by_samples(lambda p: xp.copyto(out[p], grid[p]), out)
         if bias is not None:
             out += bias.reshape(1, -1, 1, 1)
         return out
@@ -153,14 +176,18 @@ class MaskedConv2d(Function):
         n, c, h, w = x.shape
         (top, _), (left, _) = self.padding
         x_pad = xp.zeros((c, n) + self.padded, dtype=x.dtype)
-        inside = x_pad[:, :, top:top + h, left:left + w]
-        if self.relu_input:
-            xp.maximum(channels_first(x), 0, out=inside)
-        else:
-            inside[...] = channels_first(x)
+        inside = channels_first(x_pad[:, :, top:top + h, left:left + w])
+
+        def fill(p):  # samples p
+            if self.relu_input:
+                xp.maximum(x[p], 0, out=inside[p])
+            else:
+                xp.copyto(inside[p], x[p])
+        by_samples(fill, x)
         return x_pad.reshape(c, -1)
 
     def backward(self, g):
+        xp = get_array_module(g)
         need_x, need_w = self.needs_input_grad[:2]
         need_b = len(self.needs_input_grad) > 2 and self.needs_input_grad[2]
         gx = gw = None
@@ -168,10 +195,9 @@ class MaskedConv2d(Function):
             gx, gw_live = self.pointwise_backward(g, need_x, need_w)
         else:
             gx, gw_live = self.shifted_backward(g, need_x, need_w)
-        if gx is not None and self.relu_input:
-            gx *= self.x > 0  # d relu(x) / dx
+        if gx is not None and self.relu_input:  # d relu(x) / dx
+            by_samples(lambda p: xp.multiply(gx[p], self.x[p] > 0, out=gx[p]), gx)
         if need_w:
-            xp = get_array_module(g)
             gw = xp.zeros(self.input_shapes[1], dtype=g.dtype)
             if gw_live is not None:  # (O, T, C)
                 gw[:, :, self.tap_rows, self.tap_cols] = gw_live.transpose(0, 2, 1)
@@ -202,7 +228,8 @@ class MaskedConv2d(Function):
         (top, _), (left, _) = self.padding
         o, size, front, taps = g.shape[1], n * hp * wp, self.max_shift, len(self.taps)
         big_g = xp.zeros((o, front + size), dtype=g.dtype)  # G: g on the wide grid, shifted by S
-        big_g[:, front:].reshape(o, n, hp, wp)[:, :, :oh, :ow] = channels_first(g)
+        g_grid = channels_first(big_g[:, front:].reshape(o, n, hp, wp)[:, :, :oh, :ow])
+        by_samples(lambda p: xp.copyto(g_grid[p], g[p]), g)
         gx = gw_live = None
         x_flat = self.flat_padded(self.x) if need_w else None
         if need_x:
@@ -211,23 +238,28 @@ class MaskedConv2d(Function):
             gx_flat = xp.empty((c, size), dtype=g.dtype)
             # W_flip (C, T*O): column t*O + o is W_ij[o, :] of live tap t
             w_flip = self.w_live.reshape(o, taps, c).transpose(2, 1, 0).reshape(c, taps * o)
-            gw_stack = xp.zeros((taps * o, c), dtype=g.dtype) if need_w else None
             back = [front - s for s in self.shifts]
-            for cols in column_chunks(first, last, taps * o, g.itemsize):
-                g_cols = stacked(big_g, back, cols)  # (T*O, chunk)
-                xp.matmul(w_flip, g_cols, out=gx_flat[:, cols])
-                if need_w:
-                    gw_stack += g_cols @ x_flat[:, cols].T
-            gx_grid = gx_flat.reshape(c, n, hp, wp)[:, :, top:top + h, left:left + w]
-            gx = xp.ascontiguousarray(channels_first(gx_grid))
+
+            def part(p):  # columns p: their input gradient and their share of dW
+                gw_stack = xp.zeros((taps * o, c), dtype=g.dtype) if need_w else None
+                for cols, g_cols in stacked_chunks(big_g, back, first + p.start, first + p.stop):
+                    xp.matmul(w_flip, g_cols, out=gx_flat[:, cols])
+                    if need_w:
+                        gw_stack += g_cols @ x_flat[:, cols].T
+                return gw_stack
+            shares = map_slices(part, last - first, g, MIN_COLUMNS)
+            gx_grid = channels_first(gx_flat.reshape(c, n, hp, wp)[:, :, top:top + h, left:left + w])
+            gx = xp.empty(self.x_shape, dtype=g.dtype)
+            by_samples(lambda p: xp.copyto(gx[p], gx_grid[p]), gx)
             if need_w:
-                gw_live = gw_stack.reshape(taps, o, c).transpose(1, 0, 2)
+                gw_live = sum(shares).reshape(taps, o, c).transpose(1, 0, 2)
         elif need_w:  # no input gradient: stack x's T*C rows (fewer than g's T*O for an input layer)
-            gw_live = xp.zeros((o, taps * c), dtype=g.dtype)
-            for cols in column_chunks(0, size - front, taps * c, g.itemsize):
-                gw_live += big_g[:, front + cols.start:front + cols.stop] @ stacked(
-                    x_flat, self.shifts, cols).T
-            gw_live = gw_live.reshape(o, taps, c)
+            def part(p):  # columns p: their share of dW
+                gw_share = xp.zeros((o, taps * c), dtype=g.dtype)
+                for cols, x_cols in stacked_chunks(x_flat, self.shifts, p.start, p.stop):
+                    gw_share += big_g[:, front + cols.start:front + cols.stop] @ x_cols.T
+                return gw_share
+            gw_live = sum(map_slices(part, size - front, g, MIN_COLUMNS)).reshape(o, taps, c)
         return gx, gw_live
 
 
