@@ -14,8 +14,8 @@ The PyTorch models are built here from the minigen model's own parameters and ma
 values, so the same parameter count, checked and printed, and the same first loss, checked):
 masked convolutions as conv2d with weight * mask (every tap, as one writes it in PyTorch), the
 vertical stack as conv2d on the input padded above only, the shift down as pad and slice. The
-two implementations run interleaved (minigen step, PyTorch step, ...) on the same batch; the
-medians are printed, ratios first.
+two implementations run on the same batch, each timed apart (minigen's steps, then PyTorch's:
+the threads of one would spin on a core the other needs); the medians are printed, ratios first.
 """
 import argparse
 
@@ -133,7 +133,7 @@ def main(args):
     x = rng.integers(0, 2, (args.batch, 1, 28, 28))
     print(f"one training step (forward, backward, Adam), 28x28 binary, batch {args.batch}, hidden "
           f"{args.hidden}, {args.layers} layers, first kernel {args.kernel_size}, float32, "
-          f"{args.threads} BLAS/torch threads, medians of {args.repeats} interleaved steps")
+          f"{args.threads} BLAS/torch threads, medians of {args.repeats} steps, each timed apart")
     results = []
     for cls, network in ((PixelCNN, torch_pixelcnn), (GatedPixelCNN, torch_gated)):
         minigen.manual_seed(0)
@@ -148,7 +148,8 @@ def main(args):
                                    f"first loss {torch_first} (minigen: {count}, {first})")
             line += f" (PyTorch {torch_count}), first loss {first:.3f} nats (PyTorch {torch_first:.3f})"
         print(line, flush=True)
-        results.append((cls.__name__, median_times(fns, args.repeats, warmup=args.warmup)))
+        results.append((cls.__name__, {name: median_times({name: fn}, args.repeats, warmup=args.warmup)[name]
+                                       for name, fn in fns.items()}))
     for name, t in results:
         if "pytorch" in t:
             print(f"{name} training step: minigen / PyTorch {t['minigen'] / t['pytorch']:.2f}x")

@@ -207,18 +207,22 @@ class MaskedConv2d(Function):
         return (gx, gw) if len(self.needs_input_grad) == 2 else (gx, gw, gb)
 
     def pointwise_backward(self, g, need_x, need_w):
-        """A 1x1 kernel (or no live tap): dx = W^T g and dW = sum_n g_n x_n^T, image by image."""
+        """A 1x1 kernel (or no live tap): dx = W^T g and dW = sum_n g_n x_n^T, image by image,
+        the images split among minigen's threads."""
         xp = get_array_module(g)
         n, c, h, w = self.x_shape
         if not self.taps:
             return (xp.zeros(self.x_shape, dtype=g.dtype) if need_x else None), None
-        g3 = g.reshape(n, -1, h * w)
-        gx = (self.w_live.T @ g3).reshape(self.x_shape) if need_x else None
-        gw_live = None
-        if need_w:
-            x3 = self.activated(self.x).reshape(n, c, h * w)
-            gw_live = (g3 @ x3.swapaxes(1, 2)).sum(axis=0)[:, None, :]
-        return gx, gw_live
+        g3, x3 = g.reshape(n, -1, h * w), self.x.reshape(n, c, h * w)
+        gx = xp.empty(self.x_shape, dtype=g.dtype) if need_x else None
+
+        def part(p):  # images p: their dx and their share of dW
+            if need_x:
+                xp.matmul(self.w_live.T, g3[p], out=gx.reshape(n, c, h * w)[p])
+            if need_w:
+                return (g3[p] @ self.activated(x3[p]).swapaxes(1, 2)).sum(axis=0)
+        shares = map_slices(part, n, g, max(1, MIN_COLUMNS // (h * w)))
+        return gx, (sum(shares)[:, None, :] if need_w else None)
 
     def shifted_backward(self, g, need_x, need_w):
         """The two gradients of the module docstring, a chunk of columns at a time."""
