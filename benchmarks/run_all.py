@@ -22,7 +22,7 @@ import sys
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 QUICK = {
-    "bench_layers.py": ["--repeats", "3"],
+    "bench_layers.py": ["--repeats", "7"],
     "bench_mlp_vae_step.py": ["--steps", "20", "--warmup", "5"],
     "bench_rbm.py": ["--n-samples", "10000", "--repeats", "1"],
     "bench_gmm.py": ["--n-samples", "5000", "--n-features", "256", "--repeats", "1"],

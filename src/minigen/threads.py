@@ -1,14 +1,22 @@
 """Threads for the NumPy work that one BLAS call does not parallelise.
 
 BLAS runs each GEMM on every core, but NumPy's copies and elementwise loops run on one, and
-OpenBLAS gains little on the small GEMMs of a minibatch (its threads hand off and then spin,
-taking the core that NumPy's loops would need). So where the work splits into independent
-pieces (samples of a batch, slices of a flat parameter buffer) minigen runs the pieces at once
-in a small pool, each piece all on one core: its copies, its elementwise loops and its GEMMs on
-a BLAS pinned to one thread for as long as the pieces run. NumPy releases the GIL in all three.
-This is how PyTorch's CPU convolutions use their intra-op threads (a batch split, one thread's
-GEMMs each). The values are those of one piece at a time (tests check the splits against the
-whole). CuPy work is never split.
+OpenBLAS gains little on the smallish GEMMs of a minibatch. So where the work splits into a few
+large independent pieces (the samples of a convolution's batch, the columns of a masked
+convolution, slices of the optimisers' flat buffer) minigen runs the pieces at once in a small
+pool, each piece all on one core: its copies, its elementwise loops and its GEMMs, on a BLAS
+pinned to one thread for as long as the pieces run (else OpenBLAS's own threads would compete
+for the cores). NumPy releases the GIL in all three. This is how PyTorch's CPU convolutions use
+their intra-op threads (a batch split, one thread's GEMMs each). The results equal one piece's
+up to rounding (partial sums such as a weight gradient add in another order; tests check the
+splits against the whole). CuPy work is never split.
+
+Only coarse pieces pay. On the project's 2-core VM a hand-off to a pool thread costs about
+0.1 ms (an executor round trip measured 0.2 ms), and threads that call NumPy many times on small
+arrays take turns at the GIL. Measured there and not split, therefore: the rows of a Linear
+layer's GEMMs (128x784 @ 784x512: 1.55 ms split against 1.01 ms on OpenBLAS's two threads), an
+LSTM's batch rows through the steps (50 against 38 ms forward and backward), and the RBM's CD
+step by rows of the batch (0.69 against 0.68 s per epoch of 10000 rows).
 
 ``get_num_threads()``: ``set_num_threads(n)`` if called, else $OMP_NUM_THREADS, else
 $OPENBLAS_NUM_THREADS (as the BLAS), else the number of CPUs.
@@ -16,7 +24,8 @@ $OPENBLAS_NUM_THREADS (as the BLAS), else the number of CPUs.
 The BLAS is pinned through OpenBLAS's own ``openblas_set_num_threads`` (in NumPy's bundled
 ``scipy_openblas`` or a system OpenBLAS), found in the libraries this process has loaded; with
 any other BLAS (``blas_library()`` is None) the pieces still run at once and the BLAS keeps its
-own threads.
+own threads. The setting is the process's: minigen called from several threads at once may see
+the BLAS at one thread for a while.
 """
 import concurrent.futures
 import contextlib

@@ -46,6 +46,12 @@ layout (``Correlation``, ``Adjoint``):
   added, and the phases together do exactly the adjoint's FLOPs (each tap is in one phase; a
   phase that no tap reaches, e.g. the odd pixels of a 1x1 stride-2 adjoint, is zero).
   conv_transpose2d's backward is conv2d's forward and weight product on g.
+* *Threads*: the batch is split among minigen's threads (``minigen.threads``), each part with
+  its own work arrays, its own chunks and its share of dW (summed after), on a one-thread BLAS.
+  On 2 cores (``bench_layers.py``, forward + backward): conv2d 19-31 ms against 37-39 ms with
+  the samples in one piece on OpenBLAS's two threads; conv_transpose2d 51-59 against 82-103 ms.
+  The 2 MiB chunks still fit best per thread (26.7 ms against 28.1 at 4 MiB, 28.7 at 1 MiB and
+  34.6 at 512 KiB; conv_transpose2d 49.3 against 60.7, 58.8 and 50.6 ms).
 
 Measured (``benchmarks/profile_conv.py``: median CPU time of this process, 1 BLAS thread,
 interleaved rounds, on the shared 2-core machine under load, so +-10% between runs; forward +

@@ -27,12 +27,18 @@ on the wide grid (zeros at the padding columns) shifted right by the largest shi
 so the input gradient is one GEMM on the stacked slices of G (no scatter-add of T column
 blocks), and the weight gradient reuses that same stack.
 
-Speed and memory. The stacked slices are built a chunk of columns at a time (CHUNK_BYTES: no
-buffer T times the input's size is ever allocated, whose page faults alone cost about as much
-as the copy) and each chunk's GEMM writes straight into the wide grid; nothing stacked is kept.
-Backward keeps only x, which the graph keeps alive anyway, and rebuilds x_flat from it (one
-copy) when the weight gradient needs it. A 1x1 kernel without padding needs no x_flat at all:
-it is one GEMM per image on x in its own NCHW layout.
+Speed and memory. The stacked slices are built a chunk of columns at a time, in one work
+array reused chunk to chunk (CHUNK_BYTES: no buffer T times the input's size is ever allocated,
+whose page faults alone cost about as much as the copy), and each chunk's GEMM writes straight
+into the wide grid; nothing stacked is kept. Backward keeps only x, which the graph keeps alive
+anyway, and rebuilds x_flat from it (one copy) when the weight gradient needs it. A 1x1 kernel
+without padding needs no x_flat at all: it is one GEMM per image on x in its own NCHW layout.
+
+Threads (``minigen.threads``): the columns are split among minigen's threads, each with its
+own chunks and its share of dW, and so are the copies around the GEMMs (x_flat, G, the output
+and dx, by samples) and a 1x1 kernel's images. The five-layer, 64-channel stack of
+``bench_layers.py`` on 32 MNIST-sized images, forward + backward on 2 cores, with chunks of
+8 MiB / 2 MiB / 1 MiB / 512 KiB per thread: 274 / 243 / 233 / 254 ms (1 MiB: about one L2).
 """
 
 from ..autograd import Function
@@ -42,7 +48,7 @@ from .conv import channels_first, check_conv_inputs, pair
 
 __all__ = ["masked_conv2d", "live_taps"]
 
-CHUNK_BYTES = 2 ** 20  # stacked slices built at a time, per thread: about an L2 cache (measured below)
+CHUNK_BYTES = 2 ** 20  # stacked slices built at a time, per thread: about an L2 cache (docstring)
 MIN_COLUMNS = 4096  # the least columns (or pixels) worth a thread of their own
 
 
