@@ -120,3 +120,18 @@ def test_pieces_run_on_a_one_thread_blas_which_is_restored_after():
         assert blas.get() == before
     finally:
         threads.set_num_threads(threads.get_num_threads())
+
+
+@pytest.mark.parametrize("n, step, min_size", [(0, 4, 1), (1, 4, 1), (10, 3, 1), (64, 8, 1), (7, 100, 1),
+                                               (100, 50, 30)])
+def test_share_out_hands_every_slice_to_exactly_one_thread(n, step, min_size):
+    threads.set_num_threads(3)
+    try:
+        taken = threads.share_out(lambda chunks: list(chunks), n, step, np.zeros(1), min_size)
+        slices = sorted((s for part in taken for s in part), key=lambda s: s.start)
+        assert [i for s in slices for i in range(n)[s]] == list(range(n))
+        assert all(s.stop - s.start <= step for s in slices)
+        if n >= 6 and step >= 2 and min_size == 1:
+            assert len(taken) == 3  # every thread takes part when there are chunks enough
+    finally:
+        threads.set_num_threads(threads.get_num_threads())

@@ -38,8 +38,8 @@ import numpy as np
 
 from .backend import get_array_module
 
-__all__ = ["get_num_threads", "set_num_threads", "run_in_threads", "map_slices", "blas_threads",
-           "blas_library"]
+__all__ = ["get_num_threads", "set_num_threads", "run_in_threads", "map_slices", "share_out",
+           "blas_threads", "blas_library"]
 
 _threads = {"n": None, "pool": None, "workers": 0, "blas": None}
 _pool_lock = threading.Lock()
@@ -164,3 +164,25 @@ def map_slices(function, n, like, min_size=1):
     parts = min(parts, max(1, n // max(1, min_size)))
     return run_in_threads([lambda s=s: function(s) for s in split(n, parts)])
 
+
+
+def share_out(function, n, step, like, min_size=1):
+    """Dynamic scheduling: each of up to get_num_threads() threads calls function(chunks) once,
+    ``chunks`` an iterator over slices of range(n) that no other thread has taken (a thread that
+    finishes early takes more); returns the threads' results.
+
+    Slices are ``step`` long, shorter if that gives every thread at least two (but not shorter
+    than ``min_size``). ``like``: an array of the work (CuPy work runs in one call)."""
+    threads = get_num_threads() if get_array_module(like) is np else 1
+    step = max(1, min(step, max(min_size, -(-n // (2 * threads)))))
+    slices = iter([slice(a, min(a + step, n)) for a in range(0, n, step)])
+    lock = threading.Lock()
+
+    def chunks():
+        while True:
+            with lock:
+                taken = next(slices, None)
+            if taken is None:
+                return
+            yield taken
+    return run_in_threads([lambda: function(chunks()) for _ in range(min(threads, -(-n // step)) or 1)])

@@ -81,7 +81,7 @@ import math
 
 from ..autograd import Function
 from ..backend import get_array_module
-from ..threads import map_slices
+from ..threads import share_out
 
 __all__ = ["conv2d", "conv_transpose2d"]
 
@@ -173,9 +173,14 @@ def col2im(cols, geom, out):
     return out
 
 
+def chunk_samples(bytes_per_sample):
+    """Samples per chunk: about CHUNK_BYTES of columns (at least one sample)."""
+    return max(1, CHUNK_BYTES // max(1, bytes_per_sample))
+
+
 def sample_chunks(n, bytes_per_sample):
     """Slices of the batch with about CHUNK_BYTES of columns each (at least one sample)."""
-    step = max(1, CHUNK_BYTES // max(1, bytes_per_sample))
+    step = chunk_samples(bytes_per_sample)
     return [slice(start, min(start + step, n)) for start in range(0, n, step)]
 
 
@@ -566,11 +571,11 @@ class Conv2d(Conv2dFunction):
         w2 = weight.reshape(o, -1)
         y = xp.empty((n, o) + self.geom.out_size, dtype=x.dtype)
 
-        def part(p):  # samples p, in chunks, with this thread's own work arrays
+        def part(chunks):  # chunks of samples from the shared queue, this thread's work arrays
             correlation = Correlation.of("conv2d", self.geom)
-            for s in sample_chunks(p.stop - p.start, correlation.column_bytes(c, x.itemsize)):
-                correlation.product(w2, correlation.columns(x[p][s]), y[p][s], bias)
-        map_slices(part, n, x)
+            for s in chunks:
+                correlation.product(w2, correlation.columns(x[s]), y[s], bias)
+        share_out(part, n, chunk_samples(Correlation.of("conv2d", self.geom).column_bytes(c, x.itemsize)), x)
         return y
 
     def backward(self, g):
@@ -582,23 +587,24 @@ class Conv2d(Conv2dFunction):
         need_x, need_w = self.needs_input_grad[:2]
         need_b = len(self.needs_input_grad) > 2 and self.needs_input_grad[2]
         n, c = self.x.shape[:2]
-        gx = xp.empty(self.x.shape, dtype=g.dtype) if need_x else None
-
-        def part(p):  # samples p: their share of dW2, and their x'
-            x, gp, gw2 = self.x[p], g[p], None
-            if need_w:
+        gx = gw = None
+        if need_w:
+            def weight_part(chunks):  # chunks of samples from the shared queue: their share of dW2
                 correlation = Correlation.of("conv2d", self.geom)
                 gw2 = xp.zeros((self.weight.shape[0], self.weight[0].size), dtype=g.dtype)
-                for s in sample_chunks(p.stop - p.start, correlation.column_bytes(c, g.itemsize)):
-                    gw2 += correlation.weight_product(gp[s], correlation.columns(x[s]))
-                del correlation  # and its work arrays
-            if need_x:
+                for s in chunks:
+                    gw2 += correlation.weight_product(g[s], correlation.columns(self.x[s]))
+                return gw2
+            step = chunk_samples(Correlation.of("conv2d", self.geom).column_bytes(c, g.itemsize))
+            gw = sum(share_out(weight_part, n, step, g)).reshape(self.weight.shape)
+        if need_x:
+            gx = xp.empty(self.x.shape, dtype=g.dtype)
+
+            def input_part(chunks):  # chunks of samples from the shared queue: their x'
                 adjoint = Adjoint(self.geom, self.weight)
-                for s in sample_chunks(p.stop - p.start, adjoint.column_bytes(g.itemsize)):
-                    adjoint.apply(gp[s], gx[p][s])
-            return gw2
-        shares = map_slices(part, n, g)
-        gw = sum(shares).reshape(self.weight.shape) if need_w else None
+                for s in chunks:
+                    adjoint.apply(g[s], gx[s])
+            share_out(input_part, n, chunk_samples(Adjoint(self.geom, self.weight).column_bytes(g.itemsize)), g)
         gb = g.sum(axis=(0, 2, 3)) if need_b else None
         return gx, gw, gb
 
@@ -613,13 +619,13 @@ class ConvTranspose2d(ConvTranspose2dFunction):
         xp, n = get_array_module(x), x.shape[0]
         y = xp.empty((n, weight.shape[1]) + self.geom.in_size, dtype=x.dtype)
 
-        def part(p):  # samples p, with this thread's own work arrays
+        def part(chunks):  # chunks of samples from the shared queue, this thread's work arrays
             adjoint = Adjoint(self.geom, weight)
-            for s in sample_chunks(p.stop - p.start, adjoint.column_bytes(x.itemsize)):
-                adjoint.apply(x[p][s], y[p][s])
+            for s in chunks:
+                adjoint.apply(x[s], y[s])
                 if bias is not None:
-                    y[p][s] += bias.reshape(1, -1, 1, 1)
-        map_slices(part, n, x)
+                    y[s] += bias.reshape(1, -1, 1, 1)
+        share_out(part, n, chunk_samples(Adjoint(self.geom, weight).column_bytes(x.itemsize)), x)
         return y
 
     def backward(self, g):
@@ -630,17 +636,18 @@ class ConvTranspose2d(ConvTranspose2dFunction):
         w2 = self.weight.reshape(c_in, -1)
         gx = xp.empty(self.x.shape, dtype=g.dtype) if need_x else None
 
-        def part(p):  # samples p: their x' and their share of dW2
+        def part(chunks):  # chunks of samples from the shared queue: their x' and share of dW2
             correlation = Correlation.of("conv_transpose2d", self.geom)
-            gp, gw2 = g[p], (xp.zeros(w2.shape, dtype=g.dtype) if need_w else None)
-            for s in sample_chunks(p.stop - p.start, correlation.column_bytes(g.shape[1], g.itemsize)):
-                cols = correlation.columns(gp[s])
+            gw2 = xp.zeros(w2.shape, dtype=g.dtype) if need_w else None
+            for s in chunks:
+                cols = correlation.columns(g[s])
                 if need_x:
-                    correlation.product(w2, cols, gx[p][s])
+                    correlation.product(w2, cols, gx[s])
                 if need_w:
-                    gw2 += correlation.weight_product(self.x[p][s], cols)
+                    gw2 += correlation.weight_product(self.x[s], cols)
             return gw2
-        shares = map_slices(part, n, g)
+        step = chunk_samples(Correlation.of("conv_transpose2d", self.geom).column_bytes(g.shape[1], g.itemsize))
+        shares = share_out(part, n, step, g)
         gw = sum(shares).reshape(self.weight.shape) if need_w else None
         gb = g.sum(axis=(0, 2, 3)) if need_b else None
         return gx, gw, gb

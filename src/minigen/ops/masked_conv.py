@@ -43,7 +43,7 @@ and dx, by samples) and a 1x1 kernel's images. The five-layer, 64-channel stack 
 
 from ..autograd import Function
 from ..backend import get_array_module, unwrap
-from ..threads import map_slices
+from ..threads import map_slices, share_out
 from .conv import channels_first, check_conv_inputs, pair
 
 __all__ = ["masked_conv2d", "live_taps"]
@@ -77,24 +77,22 @@ def padding_sides(padding):
     return sides
 
 
-def column_chunks(start, stop, rows, itemsize):
-    """Slices of the columns start..stop such that a chunk of ``rows`` rows fills CHUNK_BYTES."""
-    step = max(64, CHUNK_BYTES // max(1, rows * itemsize))
-    return [slice(a, min(a + step, stop)) for a in range(start, stop, step)]
+def column_step(rows, itemsize):
+    """Columns per chunk: a chunk of ``rows`` rows fills about CHUNK_BYTES (at least 64 columns)."""
+    return max(64, CHUNK_BYTES // max(1, rows * itemsize))
 
 
-def stacked_chunks(a, offsets, start, stop):
-    """(cols, stack) for every chunk of the columns start..stop (``column_chunks``): stack is
-    (len(offsets) * rows, len(cols)), the column slices a[:, cols + offset] stacked. One work
-    array serves every chunk (a fresh one would pay its page faults each time)."""
-    xp, rows = get_array_module(a), a.shape[0]
-    chunks = column_chunks(start, stop, len(offsets) * rows, a.itemsize)
-    if not chunks:
-        return
-    work = xp.empty(len(offsets) * rows * (chunks[0].stop - chunks[0].start), dtype=a.dtype)
-    for cols in chunks:
-        width = cols.stop - cols.start
-        stack = work[:len(offsets) * rows * width].reshape(len(offsets), rows, width)
+def stacked_chunks(a, offsets, chunks, start=0):
+    """(cols, stack) for every slice of ``chunks`` (slices of columns from ``share_out``, shifted
+    by ``start``): stack is (len(offsets) * rows, len(cols)), the column slices a[:, cols + offset]
+    stacked. One work array serves every chunk (a fresh one would pay its page faults each time)."""
+    xp, rows, work = get_array_module(a), a.shape[0], None
+    for chunk in chunks:
+        cols, width = slice(start + chunk.start, start + chunk.stop), chunk.stop - chunk.start
+        size = len(offsets) * rows * width
+        if work is None or work.size < size:
+            work = xp.empty(size, dtype=a.dtype)
+        stack = work[:size].reshape(len(offsets), rows, width)
         for t, s in enumerate(offsets):
             stack[t] = a[:, cols.start + s:cols.stop + s]
         yield cols, stack.reshape(-1, width)
@@ -157,10 +155,10 @@ class MaskedConv2d(Function):
             y_wide = xp.empty((o, n * hp * wp), dtype=x.dtype)  # only output pixels are read
             length = n * hp * wp - self.max_shift  # L: the last output pixel's column + 1, or more
 
-            def part(p):  # columns p, a chunk at a time
-                for cols, stack in stacked_chunks(x_flat, self.shifts, p.start, p.stop):
+            def part(chunks):  # chunks of columns from the shared queue
+                for cols, stack in stacked_chunks(x_flat, self.shifts, chunks):
                     xp.matmul(self.w_live, stack, out=y_wide[:, cols])
-            map_slices(part, length, x, MIN_COLUMNS)
+            share_out(part, length, column_step(len(self.taps) * c, x.itemsize), x, MIN_COLUMNS)
             (oh, ow) = self.out_size
             grid = channels_first(y_wide.reshape(o, n, hp, wp)[:, :, :oh, :ow])
             if bias is not None:  # the bias added in the same pass
@@ -250,26 +248,27 @@ class MaskedConv2d(Function):
             w_flip = self.w_live.reshape(o, taps, c).transpose(2, 1, 0).reshape(c, taps * o)
             back = [front - s for s in self.shifts]
 
-            def part(p):  # columns p: their input gradient and their share of dW
+            def part(chunks):  # chunks of columns from the shared queue: their dx, share of dW
                 gw_stack = xp.zeros((taps * o, c), dtype=g.dtype) if need_w else None
-                for cols, g_cols in stacked_chunks(big_g, back, first + p.start, first + p.stop):
+                for cols, g_cols in stacked_chunks(big_g, back, chunks, first):
                     xp.matmul(w_flip, g_cols, out=gx_flat[:, cols])
                     if need_w:
                         gw_stack += g_cols @ x_flat[:, cols].T
                 return gw_stack
-            shares = map_slices(part, last - first, g, MIN_COLUMNS)
+            shares = share_out(part, last - first, column_step(taps * o, g.itemsize), g, MIN_COLUMNS)
             gx_grid = channels_first(gx_flat.reshape(c, n, hp, wp)[:, :, top:top + h, left:left + w])
             gx = xp.empty(self.x_shape, dtype=g.dtype)
             by_samples(lambda p: xp.copyto(gx[p], gx_grid[p]), gx)
             if need_w:
                 gw_live = sum(shares).reshape(taps, o, c).transpose(1, 0, 2)
         elif need_w:  # no input gradient: stack x's T*C rows (fewer than g's T*O for an input layer)
-            def part(p):  # columns p: their share of dW
+            def part(chunks):  # chunks of columns from the shared queue: their share of dW
                 gw_share = xp.zeros((o, taps * c), dtype=g.dtype)
-                for cols, x_cols in stacked_chunks(x_flat, self.shifts, p.start, p.stop):
+                for cols, x_cols in stacked_chunks(x_flat, self.shifts, chunks):
                     gw_share += big_g[:, front + cols.start:front + cols.stop] @ x_cols.T
                 return gw_share
-            gw_live = sum(map_slices(part, size - front, g, MIN_COLUMNS)).reshape(o, taps, c)
+            step = column_step(taps * c, g.itemsize)
+            gw_live = sum(share_out(part, size - front, step, g, MIN_COLUMNS)).reshape(o, taps, c)
         return gx, gw_live
 
 
