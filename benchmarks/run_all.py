@@ -4,6 +4,7 @@ the benchmark has it) and beside its FLOP / GEMM-only bound, ratios first.
     python benchmarks/run_all.py --quick            # a few minutes on 2 quiet cores
     python benchmarks/run_all.py                    # the benchmarks' own default sizes
     python benchmarks/run_all.py --quick --threads 1 --out out/perf_table.md
+    python benchmarks/run_all.py --quick --runs 3    # median times of three runs, every run's ratio
 
 Each benchmark runs in its own process (importing torch changes NumPy's threading, and BLAS
 threads must be set before NumPy loads), its full output is echoed, and the figures the table
@@ -16,6 +17,7 @@ performance table is this script's output.
 import argparse
 import os
 import re
+import statistics
 import subprocess
 import sys
 
@@ -140,30 +142,65 @@ def ratio(a, b):
 def table(rows):
     lines = ["| work | minigen / PyTorch | minigen / bound | minigen | PyTorch | bound | bound is | notes |",
              "|---|---|---|---|---|---|---|---|"]
-    for work, ours, theirs, bound, bound_name, note in rows:
-        lines.append(f"| {work} | {ratio(ours, theirs)} | {ratio(ours, bound)} | {seconds_text(ours)} "
+    for work, ours, theirs, bound, bound_name, note, *medians in rows:
+        to_theirs, to_bound = medians[0] if medians else (ratio(ours, theirs), ratio(ours, bound))
+        lines.append(f"| {work} | {to_theirs} | {to_bound} | {seconds_text(ours)} "
                      f"| {seconds_text(theirs)} | {seconds_text(bound)} | {bound_name} | {note} |")
     return "\n".join(lines)
+
+
+def median_ratio(pairs):
+    """The median of a / b over the (a, b) pairs where both were measured, as text."""
+    ratios = [a / b for a, b in pairs if a is not None and b is not None]
+    return f"{statistics.median(ratios):.2f}x" if ratios else "-"
+
+
+def combine(runs):
+    """The rows of several runs -> one row per work: the median of each time and of each ratio
+    (a ratio is measured within one run); the notes list every run's ratio (minigen / PyTorch,
+    else minigen / bound)."""
+    if len(runs) == 1:
+        return runs[0]
+    by_work = {}
+    for rows in runs:
+        for row in rows:
+            by_work.setdefault(row[0], []).append(row)
+    combined = []
+    for work, same in by_work.items():
+        times = [[row[k] for row in same if row[k] is not None] for k in (1, 2, 3)]
+        ours, theirs, bound = (statistics.median(t) if t else None for t in times)
+        per_run = ", ".join(ratio(row[1], row[2] if row[2] is not None else row[3]) for row in same)
+        note = "; ".join(part for part in (same[0][5], f"ratio per run: {per_run}") if part)
+        medians = tuple(median_ratio([(row[1], row[k]) for row in same]) for k in (2, 3))
+        combined.append((work, ours, theirs, bound, same[0][4], note, medians))
+    return combined
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes and few repeats")
     parser.add_argument("--threads", type=int, default=2, help="BLAS / torch threads per benchmark")
+    parser.add_argument("--runs", type=int, default=1,
+                        help="run the whole set this many times; the table shows median times")
     parser.add_argument("--out", default=None, help="also write the markdown table to this file")
     args = parser.parse_args()
     settings = QUICK if args.quick else FULL
     load_start = os.getloadavg()[0]
-    rows = []
-    for script, parse in PARSERS.items():
-        threads = ["--threads", str(args.threads)] if script in TORCH_THREADS else []
-        rows += parse(run(script, settings.get(script, []) + threads,
-                          1 if script in ONE_THREAD else args.threads))
+    runs = []
+    for _ in range(args.runs):
+        rows = []
+        for script, parse in PARSERS.items():
+            threads = ["--threads", str(args.threads)] if script in TORCH_THREADS else []
+            rows += parse(run(script, settings.get(script, []) + threads,
+                              1 if script in ONE_THREAD else args.threads))
+        runs.append(rows)
+    medians = f", medians of {args.runs} runs of the whole set" if args.runs > 1 else ""
     text = (f"{'Quick' if args.quick else 'Full'} run, {args.threads} BLAS/torch threads "
-            f"(sampling: 1), "
+            f"(sampling: 1){medians}, "
             f"{os.cpu_count()} CPUs, load average {load_start:.1f} at the start and "
             f"{os.getloadavg()[0]:.1f} at the end (`python benchmarks/run_all.py"
-            f"{' --quick' if args.quick else ''} --threads {args.threads}`):\n\n" + table(rows))
+            f"{' --quick' if args.quick else ''} --threads {args.threads}"
+            f"{f' --runs {args.runs}' if args.runs > 1 else ''}`):\n\n" + table(combine(runs)))
     print(text)
     if args.out:
         with open(args.out, "w") as f:
