@@ -141,3 +141,21 @@ def test_share_out_hands_every_slice_to_exactly_one_thread(n, step, min_size):
             assert len(taken) == 3  # every thread takes part when there are chunks enough
     finally:
         threads.set_num_threads(threads.get_num_threads())
+
+
+def test_an_error_in_the_first_piece_is_raised_after_the_others_have_finished():
+    threads.set_num_threads(2)
+    finished = []
+
+    def slow():
+        threading.Event().wait(0.05)
+        finished.append("slow")
+
+    def fail():
+        raise KeyError("first piece")
+    try:
+        with pytest.raises(KeyError, match="first piece"):
+            threads.run_in_threads([fail, slow])
+        assert finished == ["slow"]
+    finally:
+        threads.set_num_threads(threads.get_num_threads())

@@ -147,7 +147,10 @@ def run_in_threads(tasks):
             _threads["workers"] = len(tasks) - 1
     with blas_threads(1):
         futures = [pool.submit(_as_piece(task)) for task in tasks[1:]]
-        first = _as_piece(tasks[0])()
+        try:
+            first = _as_piece(tasks[0])()
+        finally:  # every piece has stopped before anything is returned or raised
+            concurrent.futures.wait(futures)
         return [first] + [future.result() for future in futures]
 
 
