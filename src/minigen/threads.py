@@ -88,12 +88,14 @@ class _OpenBLAS:
 
 def blas_library():
     """The OpenBLAS that NumPy calls, as an object with ``set(n)``, ``get()`` and ``name``; None
-    when it cannot be found (another BLAS, or no /proc/self/maps to look in)."""
+    when it cannot be found (another BLAS, or no /proc/self/maps to look in). A library under
+    NumPy's folder is preferred to others a process may have loaded (SciPy bundles its own)."""
     if _threads["blas"] is None:
         found = False
         try:
             with open("/proc/self/maps") as maps:
-                paths = sorted(set(re.findall(r"(/\S*openblas\S*\.so[\w.]*)", maps.read())))
+                paths = sorted(set(re.findall(r"(/\S*openblas\S*\.so[\w.]*)", maps.read())),
+                               key=lambda path: ("numpy" not in path, path))  # NumPy's own first
             for path in paths:
                 try:
                     found = _OpenBLAS(path)
