@@ -90,6 +90,10 @@ def test_split_covers_the_range_in_balanced_non_empty_pieces():
             assert all(p.stop > p.start for p in pieces) or n == 0
             lengths = [p.stop - p.start for p in pieces]
             assert not lengths or max(lengths) - min(lengths) <= 1
+    for n in (0, 5, 100, 1000):  # aligned: inner bounds on multiples, still a cover without gaps
+        pieces = threads.split(n, 3, align=16)
+        assert [i for p in pieces for i in range(n)[p]] == list(range(n))
+        assert all(p.start % 16 == 0 for p in pieces) and all(p.stop > p.start for p in pieces)
 
 
 def test_map_slices_returns_in_order_and_a_piece_splitting_again_runs_in_one_piece():

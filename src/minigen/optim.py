@@ -29,7 +29,6 @@ Every ``step()`` bumps the version of each parameter it updates, so a backward t
 built before the step raises instead of using the new values (see minigen.autograd).
 Hyperparameters are plain attributes (``optimizer.lr = 1e-4`` takes effect at the next step).
 """
-import functools
 import math
 import threading
 
@@ -37,26 +36,13 @@ import numpy
 
 from . import backend
 from .autograd import Tensor
-from .threads import get_num_threads, run_in_threads, set_num_threads
+from .threads import get_num_threads, map_slices, set_num_threads
 from .validation import check_float
 
 __all__ = ["Optimizer", "SGD", "Adam", "ReferenceSGD", "ReferenceAdam", "get_num_threads",
            "set_num_threads"]  # the two thread settings live in minigen.threads
 
 _MIN_CHUNK = 1 << 16  # elements per thread below which a thread costs more than it saves
-
-
-def _run_in_pieces(update, flat_slice, n_threads):
-    """update(piece) for consecutive pieces of ``flat_slice`` (aligned to 16 elements), the first
-    in this thread and the others in a shared pool; returns when all are done."""
-    start, stop = flat_slice.start, flat_slice.stop
-    n_pieces = max(1, min(n_threads, (stop - start) // _MIN_CHUNK))
-    if n_pieces == 1:
-        update(flat_slice)
-        return
-    bounds = [start] + [start + ((stop - start) * k // n_pieces) // 16 * 16 for k in range(1, n_pieces)] + [stop]
-    pieces = [slice(a, b) for a, b in zip(bounds[:-1], bounds[1:])]
-    run_in_threads([functools.partial(update, piece) for piece in pieces])
 
 
 class _FlatGroup:
@@ -195,12 +181,14 @@ class Optimizer:
     def step(self):
         """One update of every parameter that has a gradient (NumPy buffers in get_num_threads()
         pieces at once: the same values as one piece)."""
-        n_threads = get_num_threads()
         for group in self._groups:
-            threads = n_threads if group.xp is numpy else 1
             for flat_slice, steps_done, positions in group.runs():
-                _run_in_pieces(lambda piece: self._update(group, piece, steps_done + 1),
-                               flat_slice, threads)
+                start = flat_slice.start
+
+                def update(piece, start=start, t=steps_done + 1):  # piece: offsets from start
+                    self._update(group, slice(start + piece.start, start + piece.stop), t)
+                # pieces of 16-element multiples (no cache line shared); CuPy: one piece
+                map_slices(update, flat_slice.stop - start, group.data, _MIN_CHUNK, align=16)
                 for i in positions:
                     group.steps[i] += 1
                     group.params[i]._bump_version()

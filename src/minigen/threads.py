@@ -156,21 +156,23 @@ def run_in_threads(tasks):
         return [first] + [future.result() for future in futures]
 
 
-def split(n, parts):
-    """range(n) as at most ``parts`` contiguous, non-empty slices of nearly equal length."""
+def split(n, parts, align=1):
+    """range(n) as at most ``parts`` contiguous, non-empty slices of nearly equal length, the
+    inner bounds multiples of ``align``."""
     parts = max(1, min(parts, n))
-    bounds = [n * k // parts for k in range(parts + 1)]
-    return [slice(a, b) for a, b in zip(bounds[:-1], bounds[1:])]
+    bounds = [0] + [n * k // parts // align * align for k in range(1, parts)] + [n]
+    return [slice(a, b) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
 
 
-def map_slices(function, n, like, min_size=1):
-    """[function(s) for s in split(n, get_num_threads())], the calls at once (``run_in_threads``).
+def map_slices(function, n, like, min_size=1, align=1):
+    """[function(s) for s in split(n, get_num_threads(), align)], the calls at once
+    (``run_in_threads``).
 
     ``like``: an array of the work (CuPy work is never split); ``min_size``: the least length of
     a slice worth a thread (smaller work runs as one slice)."""
     parts = get_num_threads() if get_array_module(like) is np else 1
     parts = min(parts, max(1, n // max(1, min_size)))
-    return run_in_threads([lambda s=s: function(s) for s in split(n, parts)])
+    return run_in_threads([lambda s=s: function(s) for s in split(n, parts, align)])
 
 
 
