@@ -247,9 +247,7 @@ def test_fast_cd_update_equals_the_plain_reference(D, H, n, m, k, persistent, mo
     for rbm in (fast, plain):
         rbm.k, rbm.momentum = k, momentum
     xp = backend.get_array_module(X)
-    rows = max(n, m)
-    work = {"V": xp.empty((2 * rows, D)), "P": xp.empty((2 * rows, H)), "A": xp.empty((rows, H)),
-            "G": xp.empty((H, D))}
+    work = fast._cd_work(max(n, m), xp, fast.components_.dtype)
     velocities = {r: [xp.zeros_like(p) for p in (r.components_, r.intercept_visible_, r.intercept_hidden_)]
                   for r in (fast, plain)}
     rng_fast, rng_plain = get_generator(seed + 1, xp), get_generator(seed + 1, xp)

@@ -196,46 +196,62 @@ class RBM(Estimator):
             param += u
         return v_k
 
+    def _cd_work(self, rows, xp, dtype):
+        """The work arrays of ``_cd_update`` for batches of up to ``rows`` rows (chains likewise):
+        V = [v^0; v^k | 1] (2 rows, D + 1), P = [p(h|v^0); p(h|v^k) | +-s] (2 rows, H + 1),
+        A = v W (rows, H) and G = P^T V (H + 1, D + 1); V's column of ones is written here."""
+        H, D = self.components_.shape
+        work = {"V": xp.empty((2 * rows, D + 1), dtype), "P": xp.empty((2 * rows, H + 1), dtype),
+                "A": xp.empty((rows, H), dtype), "G": xp.empty((H + 1, D + 1), dtype)}
+        work["V"][:, D] = 1
+        return work
+
     def _cd_update(self, X, rows, rng, chain, work, learning_rate, weight_decay, velocities):
         """fit's inner step on the batch X[rows]: ``cd_update_reference`` with the same draws from
         ``rng``, arranged to cost little beyond the 2k + 3 GEMMs of CD-k (the bound that
         benchmarks/bench_rbm.py times). p(h|v^0) is computed once (cd_gradient's gibbs computes
-        it again); the two statistics are one GEMM, [s p(h|v^0); -s' p(h|v^k)]^T [v^0; v^k] with
-        s = learning_rate / n (s' likewise for the chain's rows), whose left factor's column sums
-        are the hidden bias step; batches and GEMM
-        outputs land in the preallocated ``work`` arrays; no per-batch input checks (fit checked
-        X); at momentum 0 the velocities are left alone (u would equal the step). Equal to
-        ``cd_update_reference`` up to rounding (the sums run in another order)."""
+        it again), and the three steps are one GEMM over the batch and the chain's rows,
+
+            [P | s]^T [V | 1] = [[s_W, s_c], [s_b, .]],   V = [v^0; v^k],   P = [s p(h|v^0); -s' p(h|v^k)],
+
+        with s = learning_rate / n and s' = learning_rate / m (the chain's m rows) in P's last
+        column: the top-left block is learning_rate grad_W^T, the last row the visible bias step
+        learning_rate (mean v^0 - mean v^k), the last column the hidden one (P's column sums): no
+        separate means. Batches,
+        probabilities and GEMM outputs land in the ``work`` arrays of ``_cd_work``; no per-batch
+        input checks (fit checked X); at momentum 0 the velocities are left alone (u would equal
+        the step). Equal to ``cd_update_reference`` up to rounding (the sums run in another
+        order)."""
         xp = backend.get_array_module(X)
         n = len(rows)
         Wt, b, c = self.components_, self.intercept_visible_, self.intercept_hidden_
-        v0 = work["V"][:n]
+        H, D = Wt.shape
+        V, P = work["V"], work["P"]
+        v0 = V[:n, :D]
         xp.take(X, rows, axis=0, out=v0)
 
-        def p_h_given(v):  # sigmoid(c + v W), the GEMM into a work array
+        def p_h_given(v, out):  # sigmoid(c + v W): the GEMM into a work array, then in place
             a = xp.matmul(v, Wt.T, out=work["A"][:len(v)])
             a += c
-            return sigmoid(a)
+            return sigmoid(a, out=out)
 
-        p_h0 = p_h_given(v0)
-        p_h = p_h0 if chain is None else p_h_given(chain)
+        p_h0 = p_h_given(v0, P[:n, :H])
+        p_h = p_h0 if chain is None else p_h_given(chain, P[n:n + len(chain), :H])
         for _ in range(self.k):  # as gibbs: h ~ p(h|v), v ~ p(v|h), then p(h|v) of the new v
             a_v = bernoulli(p_h, rng) @ Wt
             a_v += b
-            v = bernoulli(sigmoid(a_v), rng)
-            p_h = p_h_given(v)
-        m = len(v)  # n, or the chain's length under PCD
-        V, P = work["V"][:n + m], work["P"][:n + m]
-        V[n:] = v
-        xp.multiply(p_h0, learning_rate / n, out=P[:n])
-        xp.multiply(p_h, -learning_rate / m, out=P[n:])
-        step_W = xp.matmul(P.T, V, out=work["G"])  # learning_rate grad_W^T, (H, D) as components_
+            v = bernoulli(sigmoid(a_v, out=a_v), rng)
+            m = len(v)  # n, or the chain's length under PCD
+            p_h = p_h_given(v, P[n:n + m, :H])
+        V[n:n + m, :D] = v
+        p_h0 *= learning_rate / n
+        p_h *= -learning_rate / m
+        P[:n, H], P[n:n + m, H] = learning_rate / n, -learning_rate / m
+        G = xp.matmul(P[:n + m].T, V[:n + m], out=work["G"])
+        step_W, step_b, step_c = G[:H, :D], G[H, :D], G[:H, D]
         if weight_decay:
             step_W -= (learning_rate * weight_decay) * Wt
-        step_b = v0.mean(axis=0)
-        step_b -= V[n:].mean(axis=0)
-        step_b *= learning_rate
-        for param, step, u in zip((Wt, b, c), (step_W, step_b, P.sum(axis=0)), velocities):
+        for param, step, u in zip((Wt, b, c), (step_W, step_b, step_c), velocities):
             if self.momentum:
                 u *= self.momentum
                 u += step
@@ -277,9 +293,7 @@ class RBM(Estimator):
         chain = bernoulli(X[permutation(n, rng)[:batch_size]], rng) if self.persistent else None
         velocities = [xp.zeros_like(p) for p in (self.components_, self.intercept_visible_,
                                                  self.intercept_hidden_)]
-        rows = min(batch_size, n)  # work arrays of _cd_update, reused by every batch
-        work = {"V": xp.empty((2 * rows, D), dtype), "P": xp.empty((2 * rows, H), dtype),
-                "A": xp.empty((rows, H), dtype), "G": xp.empty((H, D), dtype)}
+        work = self._cd_work(min(batch_size, n), xp, dtype)  # reused by every batch
         method = f"{'PCD' if self.persistent else 'CD'}-{self.k}"
         epoch_bar = progress(range(epochs), desc=f"RBM {method}", disable=not self.verbose)
         for _ in epoch_bar:

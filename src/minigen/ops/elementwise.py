@@ -2,6 +2,7 @@
 
 Each backward is the derivative beside its forward; stable rewrites are commented.
 """
+from .. import numerics
 from ..autograd import Function, Tensor
 from ..backend import get_array_module
 
@@ -190,22 +191,9 @@ class Tanh(Function):
         return g * (1 - self.out * self.out)
 
 
-def stable_sigmoid(x):
-    """1 / (1 + e^-x) without overflow: uses e^-|x| <= 1 on both sides of zero."""
-    xp = get_array_module(x)
-    e = xp.exp(-xp.abs(x))
-    return xp.where(x >= 0, 1 / (1 + e), e / (1 + e))
-
-
-def stable_softplus(x):
-    """log(1 + e^x) = max(x, 0) + log1p(e^-|x|), finite for any x."""
-    xp = get_array_module(x)
-    return xp.maximum(x, 0) + xp.log1p(xp.exp(-xp.abs(x)))
-
-
 class Sigmoid(Function):
     def forward(self, x):
-        self.out = stable_sigmoid(x)
+        self.out = numerics.sigmoid(x)
         return self.out
 
     def backward(self, g):
@@ -215,10 +203,10 @@ class Sigmoid(Function):
 class Softplus(Function):
     def forward(self, x):
         self.x = x
-        return stable_softplus(x)
+        return numerics.softplus(x)
 
     def backward(self, g):
-        return g * stable_sigmoid(self.x)  # d softplus / dx = sigmoid(x)
+        return g * numerics.sigmoid(self.x)  # d softplus / dx = sigmoid(x)
 
 
 class Relu(Function):

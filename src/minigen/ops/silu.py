@@ -4,14 +4,14 @@
     silu(x) = x * sigmoid(x),      silu'(x) = s + x s (1 - s)   with s = sigmoid(x)
 """
 from ..autograd import Function
-from .elementwise import stable_sigmoid
+from ..numerics import sigmoid
 
 __all__ = ["silu"]
 
 
 class SiLU(Function):
     def forward(self, x):
-        self.x, self.s = x, stable_sigmoid(x)
+        self.x, self.s = x, sigmoid(x)
         return x * self.s
 
     def backward(self, g):
