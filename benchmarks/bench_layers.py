@@ -7,6 +7,9 @@ so the overhead (copies, im2col/col2im, Python) is the ratio, and beside PyTorch
 same computation when torch happens to be installed. Where minigen has a fast path (conv2d and
 conv_transpose2d: chunked wide-row columns and output phases, minigen.ops.conv; the masked
 convolutions, which skip the taps their mask zeroes) its plain reference path is timed beside it.
+PyTorch's CPU LSTM runs oneDNN's fused RNN kernel (one compiled kernel for the whole sequence);
+its own unfused path, a GEMM and elementwise kernels per step as minigen's, is timed beside it
+with oneDNN switched off (``torch.backends.mkldnn.flags(enabled=False)``).
 Also prints the peak memory (tracemalloc) of one forward+backward of the two convolutions, fast
 path and plain reference. ``measure`` and ``table`` are reused by run_all.py.
 
@@ -15,6 +18,7 @@ path and plain reference. ``measure`` and ``table`` are reused by run_all.py.
 import argparse
 import os
 import tracemalloc
+import warnings
 
 import numpy as np
 
@@ -172,11 +176,18 @@ def lstm_case(rng, torch):
     products = [(tn, i_size, h4, True), (tn, h4, i_size, False), (h4, tn, i_size, False),
                 (h4, tn, hidden, False)]  # input projection, its two gradients, dW_hh
     products += [(batch, hidden, h4, True), (batch, h4, hidden, False)] * t_len  # per step
-    theirs = None
+    theirs = unfused = None
     if torch is not None:
         tseq, tlstm = torch.tensor(seq.numpy(), requires_grad=True), torch.nn.LSTM(i_size, hidden)
         theirs = torch_fwd_bwd(torch, lambda: tlstm(tseq)[0])
-    return dict(run=fwd_bwd(lambda: lstm(seq)[0], rng), products=products, torch=theirs)
+
+        def unfused():  # ATen's own LSTM: a GEMM and elementwise kernels per step, as minigen's
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message="TF32")  # about Intel GPUs, irrelevant
+                with torch.backends.mkldnn.flags(enabled=False):
+                    theirs()
+    return dict(run=fwd_bwd(lambda: lstm(seq)[0], rng), products=products, torch=theirs,
+                torch_unfused=unfused)
 
 
 CASES = [("conv2d 64x32x14x14 -> 64, 3x3, pad 1", conv_case),
@@ -215,10 +226,12 @@ def measure(repeats, torch, report_memory=True):
         ms = {k: 1e3 * t for k, t in median_times(fns, repeats, warmup=1).items()}
         ms.update({k: 1e3 * t for k, t in median_times({"minigen": case["run"]}, repeats, warmup=1).items()})
         # PyTorch's worker threads keep spinning after each call: timed apart, not interleaved
-        torch_ms = 1e3 * median_times({"torch": case["torch"]}, repeats, warmup=1)["torch"] \
-            if case["torch"] else None
+        torch_fns = {k: case[k] for k in ("torch", "torch_unfused") if case.get(k)}
+        torch_ms = {k: 1e3 * t for k, t in median_times(torch_fns, repeats, warmup=1).items()} \
+            if torch_fns else {}
         rows.append(dict(work=name, minigen=ms["minigen"], reference=ms.get("reference"),
-                         gemms=ms["gemms"], bound=case.get("flops", flops) / rate / 1e6, torch=torch_ms))
+                         gemms=ms["gemms"], bound=case.get("flops", flops) / rate / 1e6,
+                         torch=torch_ms.get("torch"), torch_unfused=torch_ms.get("torch_unfused")))
         if report_memory and make_case in (conv_case, conv_transpose_case):
             peaks = [peak_mib(case[path]) for path in ("run", "reference")]
             print(f"peak memory of one {name.split()[0]} forward+backward (tracemalloc): {peaks[0]:.1f} MiB"
@@ -270,6 +283,11 @@ def main():
                                     f"; PyTorch {torch.__version__} with {torch.get_num_threads()} threads")
           + f"; load average {os.getloadavg()[0]:.1f}\n")
     print(table(rows))
+    for r in rows:
+        if r["torch_unfused"] is not None:
+            print(f"\n{r['work']}: PyTorch with oneDNN off {r['torch_unfused']:.2f} ms "
+                  f"(minigen / that: {ratio(r['minigen'], r['torch_unfused'])}); PyTorch's default "
+                  f"{milliseconds(r['torch'])} is oneDNN's fused RNN kernel (aten::mkldnn_rnn_layer)")
 
 
 if __name__ == "__main__":

@@ -62,14 +62,17 @@ def seconds_from_ms_cell(cell):
 
 
 def layers_rows(out):
-    """bench_layers.py's markdown table -> rows (work, minigen s, PyTorch s, bound s, bound name)."""
+    """bench_layers.py's markdown table -> rows, with the plain reference path's time and
+    PyTorch's unfused LSTM (oneDNN off) as extras."""
     rows = []
     for line in out.splitlines():
         cells = line.split("|")[1:-1]
         if len(cells) == 9 and cells[5].strip().endswith("ms"):
             work, ours, reference, theirs, bound = (cells[0].strip(), *map(seconds_from_ms_cell, cells[5:9]))
-            note = "" if reference is None else f"plain reference path {1e3 * reference:.1f} ms ({ours / reference:.2f}x)"
-            rows.append((work + " (fwd+bwd)", ours, theirs, bound, "FLOPs at peak GEMM rate", note))
+            unfused = number(rf"^{re.escape(work)}: PyTorch with oneDNN off ([\d.]+) ms", out)
+            extras = [("plain reference path", reference, "time"),
+                      ("PyTorch with oneDNN off", None if unfused is None else unfused / 1e3, "time")]
+            rows.append((work + " (fwd+bwd)", ours, theirs, bound, "FLOPs at peak GEMM rate", extras))
     return rows
 
 
@@ -78,19 +81,19 @@ def mlp_rows(out):
     theirs = number(r"^\s+pytorch \S+\s+step\s+([\d.]+) ms", out)
     numpy_ms = number(r"^\s+numpy\s+step\s+([\d.]+) ms", out)
     ms = lambda v: None if v is None else v / 1e3  # noqa: E731
-    note = "" if numpy_ms is None else f"hand-written NumPy {numpy_ms:.2f} ms"
-    return [("MLP-VAE step 784-512-20, batch 128, Adam", ms(ours), ms(theirs), None, "", note)]
+    return [("MLP-VAE step 784-512-20, batch 128, Adam", ms(ours), ms(theirs), None, "",
+             [("hand-written NumPy", ms(numpy_ms), "time")])]
 
 
 def rbm_rows(out):
     return [("RBM CD-1 epoch", number(r"^minigen RBM.fit \(1 epoch\)\s+([\d.]+)", out), None,
-             number(r"^GEMMs alone \(lower bound\)\s+([\d.]+)", out), "its GEMMs alone", "")]
+             number(r"^GEMMs alone \(lower bound\)\s+([\d.]+)", out), "its GEMMs alone", [])]
 
 
 def gmm_rows(out):
     match = re.search(r"^EM iteration\s+([\d.]+)s\s+([\d.]+)s", out, re.MULTILINE)
     ours, bound = (float(match.group(1)), float(match.group(2))) if match else (None, None)
-    return [("GMM EM iteration, full covariances", ours, None, bound, "its GEMMs alone", "")]
+    return [("GMM EM iteration, full covariances", ours, None, bound, "its GEMMs alone", [])]
 
 
 def pixelcnn_rows(out):
@@ -102,9 +105,9 @@ def pixelcnn_rows(out):
         if not rates:
             continue
         best = "cached" if "cached" in rates else "windowed"
-        note = ", ".join(f"{k} {v:.2f} samples/s" for k, v in rates.items())
         rows.append((f"{model} sampling 28x28 binary, per sample ({best})", 1 / rates[best], None,
-                     1 / rates["naive"] if "naive" in rates else None, "naive full recompute", note))
+                     1 / rates["naive"] if "naive" in rates else None, "naive full recompute",
+                     [(k, 1 / v, "rate") for k, v in rates.items()]))
     return rows
 
 
@@ -112,15 +115,15 @@ def pixelcnn_step_rows(out):
     """One training step of each model beside the same architecture in PyTorch."""
     rows = []
     sizes = re.search(r"batch (\d+), hidden (\d+), (\d+) layers, first kernel (\d+)", out)
-    batch, note = ("?", "") if sizes is None else (
-        sizes.group(1), "hidden {}, {} layers, first kernel {}".format(*sizes.groups()[1:]))
+    batch, extras = ("?", []) if sizes is None else (
+        sizes.group(1), [("hidden {}, {} layers, first kernel {}".format(*sizes.groups()[1:]), None, "text")])
     for model in ("PixelCNN", "GatedPixelCNN"):
         match = re.search(rf"^{model} training step: minigen ([\d.]+) ms(?:, PyTorch ([\d.]+) ms)?", out,
                           re.MULTILINE)
         if match:
             ours, theirs = (None if v is None else float(v) / 1e3 for v in match.groups())
             rows.append((f"{model} training step (fwd+bwd+Adam), 28x28 binary, batch {batch}", ours,
-                         theirs, None, "", note))
+                         theirs, None, "", extras))
     return rows
 
 
@@ -139,11 +142,26 @@ def ratio(a, b):
     return "-" if a is None or b is None else f"{a / b:.2f}x"
 
 
+def note_text(ours, extras):
+    """A row's extras [(label, seconds, kind)] as text: kind 'time' prints the time and minigen's
+    ratio to it, 'rate' the rate per second, 'text' the label alone; unmeasured ones are left out."""
+    parts = []
+    for label, t, kind in extras:
+        if kind == "text":
+            parts.append(label)
+        elif t is not None and kind == "rate":
+            parts.append(f"{label} {1 / t:.2f} samples/s")
+        elif t is not None:
+            parts.append(f"{label} {seconds_text(t)} ({ratio(ours, t)})")
+    return ", ".join(parts)
+
+
 def table(rows):
     lines = ["| work | minigen / PyTorch | minigen / bound | minigen | PyTorch | bound | bound is | notes |",
              "|---|---|---|---|---|---|---|---|"]
-    for work, ours, theirs, bound, bound_name, note, *medians in rows:
-        to_theirs, to_bound = medians[0] if medians else (ratio(ours, theirs), ratio(ours, bound))
+    for work, ours, theirs, bound, bound_name, extras, *medians in rows:
+        to_theirs, to_bound, per_run = medians[0] if medians else (ratio(ours, theirs), ratio(ours, bound), "")
+        note = "; ".join(part for part in (note_text(ours, extras), per_run) if part)
         lines.append(f"| {work} | {to_theirs} | {to_bound} | {seconds_text(ours)} "
                      f"| {seconds_text(theirs)} | {seconds_text(bound)} | {bound_name} | {note} |")
     return "\n".join(lines)
@@ -156,9 +174,9 @@ def median_ratio(pairs):
 
 
 def combine(runs):
-    """The rows of several runs -> one row per work: the median of each time and of each ratio
-    (a ratio is measured within one run); the notes list every run's ratio (minigen / PyTorch,
-    else minigen / bound)."""
+    """The rows of several runs -> one row per work: the median of each time (the extras' too)
+    and of each ratio (a ratio is measured within one run); the notes list every run's ratio
+    (minigen / PyTorch, else minigen / bound)."""
     if len(runs) == 1:
         return runs[0]
     by_work = {}
@@ -170,9 +188,13 @@ def combine(runs):
         times = [[row[k] for row in same if row[k] is not None] for k in (1, 2, 3)]
         ours, theirs, bound = (statistics.median(t) if t else None for t in times)
         per_run = ", ".join(ratio(row[1], row[2] if row[2] is not None else row[3]) for row in same)
-        note = "; ".join(part for part in (same[0][5], f"ratio per run: {per_run}") if part)
+        extras = []
+        for i, (label, _, kind) in enumerate(same[0][5]):
+            measured = [row[5][i][1] for row in same if row[5][i][1] is not None]
+            extras.append((label, statistics.median(measured) if measured else None, kind))
         medians = tuple(median_ratio([(row[1], row[k]) for row in same]) for k in (2, 3))
-        combined.append((work, ours, theirs, bound, same[0][4], note, medians))
+        combined.append((work, ours, theirs, bound, same[0][4], extras,
+                         (*medians, f"ratio per run: {per_run}")))
     return combined
 
 
