@@ -45,3 +45,19 @@ def test_extremes_and_0d_inputs_are_exact_and_silent():
         np.testing.assert_array_equal(exp_neg_abs(np.array([np.inf, -np.inf])), [0.0, 0.0])
         assert float(sigmoid(np.array(0.3))) == pytest.approx(expit(0.3), rel=1e-15)
         assert float(softplus(np.float32(2.0))) == pytest.approx(np.logaddexp(0, 2.0), rel=1e-6)
+
+
+@settings(max_examples=10, deadline=None)
+@given(hnp.arrays(np.float32, st.tuples(st.integers(1, 6), st.integers(1, 6)),
+                  elements=st.floats(-120, 120, width=32, allow_nan=False)))
+def test_sigmoid_into_out_and_in_place_equals_the_new_array(x):
+    """sigmoid(x, out=buffer) and sigmoid(x, out=x) write the same values as sigmoid(x) and
+    return the array they wrote; infinities give exactly 0 and 1."""
+    expected = sigmoid(x)
+    buffer = np.empty_like(x)
+    assert sigmoid(x, out=buffer) is buffer
+    np.testing.assert_array_equal(buffer, expected)
+    y = x.copy()
+    assert sigmoid(y, out=y) is y
+    np.testing.assert_array_equal(y, expected)
+    np.testing.assert_array_equal(sigmoid(np.array([-np.inf, np.inf], np.float32)), [0.0, 1.0])
