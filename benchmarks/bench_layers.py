@@ -27,7 +27,7 @@ import minigen.functional as F
 import minigen.nn as nn
 from minigen.ops import conv as conv_ops
 
-from common import median_times
+from common import import_torch, median_times
 
 
 def gemm_rate(repeats):
@@ -261,15 +261,6 @@ def table(rows):
                      f"| {milliseconds(r['minigen'])} | {milliseconds(r['reference'])} "
                      f"| {milliseconds(r['torch'])} | {milliseconds(r['bound'])} |")
     return "\n".join(lines)
-
-
-def import_torch():
-    """torch, or None when it is not installed (it is never a dependency)."""
-    try:
-        import torch
-    except ImportError:
-        return None
-    return torch
 
 
 def main():

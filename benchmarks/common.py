@@ -44,6 +44,15 @@ def median_times(fns, repeats, warmup=0, sync=None):
     return {name: statistics.median(t) for name, t in times.items()}
 
 
+def import_torch():
+    """torch, or None when it is not installed (it is never a dependency of minigen)."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    return torch
+
+
 @functools.cache
 def _examples_common():
     """examples/common.py, loaded from its path (``import common`` here means this file)."""

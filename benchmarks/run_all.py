@@ -26,7 +26,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 QUICK = {
     "bench_layers.py": ["--repeats", "7"],
     "bench_mlp_vae_step.py": ["--steps", "20", "--warmup", "5"],
-    "bench_rbm.py": ["--n-samples", "10000", "--repeats", "1"],
+    "bench_rbm.py": ["--n-samples", "10000", "--repeats", "3"],
     "bench_gmm.py": ["--n-samples", "5000", "--n-features", "256", "--repeats", "1"],
     "bench_pixelcnn.py": ["--skip-training", "--repeats", "1", "--n-samples", "2", "--memory-batch", "16"],
     "bench_pixelcnn_step.py": ["--repeats", "3", "--warmup", "1"],
@@ -86,7 +86,8 @@ def mlp_rows(out):
 
 
 def rbm_rows(out):
-    return [("RBM CD-1 epoch", number(r"^minigen RBM.fit \(1 epoch\)\s+([\d.]+)", out), None,
+    return [("RBM CD-1 epoch", number(r"^minigen RBM.fit \(1 epoch\)\s+([\d.]+)", out),
+             number(r"^PyTorch CD-1 epoch \(its monitors\)\s+([\d.]+)", out),
              number(r"^GEMMs alone \(lower bound\)\s+([\d.]+)", out), "its GEMMs alone", [])]
 
 
