@@ -313,6 +313,19 @@ class Laplace(_LocationScale):
         return F.where(u.data < 0, 0.5 * F.exp(-F.abs(u)), 1 - 0.5 * F.exp(-F.abs(u)))
 
 
+def standard_logistic_noise(generator, shape):
+    """Draws of the standard logistic, log v - log(1 - v) with v ~ U(0, 1) from ``generator``
+    (tiny keeps v = 0 finite)."""
+    v = generator.random(shape)
+    xp = backend.get_array_module(v)
+    return xp.log(v + numpy.finfo(v.dtype).tiny) - xp.log1p(-v)
+
+
+def standard_logistic_log_density(u):
+    """log f(u) = -u - 2 softplus(-u) = log sigmoid(u) + log sigmoid(-u), finite for any u."""
+    return -u - 2 * F.softplus(-u)
+
+
 class Logistic(_LocationScale):
     """Logistic(loc, scale): CDF sigmoid((x - loc) / scale), the density PixelCNN++ discretises.
 
@@ -321,12 +334,10 @@ class Logistic(_LocationScale):
     """
 
     def _standard_noise(self, shape, generator, xp):
-        v = generator.random(shape)
-        tiny = numpy.finfo(v.dtype).tiny
-        return xp.log(v + tiny) - xp.log1p(-v)
+        return standard_logistic_noise(generator, shape)
 
     def _standard_log_density(self, u):
-        return -u - 2 * F.softplus(-u)
+        return standard_logistic_log_density(u)
 
     @property
     def variance(self):
