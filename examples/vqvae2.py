@@ -40,16 +40,6 @@ def in_batches(fn, x, batch_size=500):
     return tuple(xp.concatenate([p[i].data for p in parts]) for i in range(len(parts[0])))
 
 
-def restart_dead_codes(model, x, seed):
-    """Restart the codes unused over the epoch at encoder outputs of x, at both levels."""
-    with minigen.no_grad():
-        h_b, z_e_top = model.encode_top(minigen.tensor(x))
-        restarted = model.quantizer_top.restart_dead_codes(z_e_top, generator=seed)
-        z_q_top = model.quantizer_top.lookup(model.quantizer_top.nearest(z_e_top))
-        return restarted + model.quantizer_bottom.restart_dead_codes(
-            model.encode_bottom(h_b, z_q_top), generator=seed)
-
-
 def train_vqvae2(model, train, args):
     opt = Adam(model.parameters(), lr=args.lr)
     loader = DataLoader(train, batch_size=args.batch_size, shuffle=True, seed=args.seed, device=args.device)
@@ -67,7 +57,7 @@ def train_vqvae2(model, train, args):
             total += parts.total.item() * len(x)
             recon += parts.reconstruction.item() * len(x)
         perplexity = [q.perplexity() for q in quantizers]
-        restarted = restart_dead_codes(model, x, epoch)
+        restarted = sum(model.restart_dead_codes(x, generator=epoch))  # codes unused this epoch
         bar.set_postfix(loss=total / len(train), recon=recon / len(train), top_perplexity=perplexity[0],
                         bottom_perplexity=perplexity[1], restarted=restarted)
     return perplexity

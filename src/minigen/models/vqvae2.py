@@ -191,6 +191,20 @@ class VQVAE2(Module):
             z_e_bottom = self.encode_bottom(h_b, self.quantizer_top.lookup(top))
             return Tensor(top), Tensor(self.quantizer_bottom.nearest(z_e_bottom))
 
+    def restart_dead_codes(self, x, min_count=1, generator=None):
+        """``VectorQuantizer.restart_dead_codes`` at both levels, on encoder outputs of images x:
+        the top codes used fewer than ``min_count`` times since ``reset_usage`` move to top
+        encoder outputs, then the bottom ones to bottom encoder outputs given the (restarted) top
+        codes. Call it at the end of an epoch; returns (restarted top codes, restarted bottom)."""
+        x = self.check_x(x)
+        with no_grad():
+            h_b, z_e_top = self.encode_top(x)
+            n_top = self.quantizer_top.restart_dead_codes(z_e_top, min_count, generator)
+            z_q_top = self.quantizer_top.lookup(self.quantizer_top.nearest(z_e_top))
+            n_bottom = self.quantizer_bottom.restart_dead_codes(self.encode_bottom(h_b, z_q_top),
+                                                                min_count, generator)
+        return n_top, n_bottom
+
     def decode_codes(self, top, bottom, levels=("top", "bottom")):
         """Images (N, C, H, W): the decoder's Bernoulli means for the code grids ``top`` (N, h', w')
         and ``bottom`` (N, h, w). ``levels``: the levels whose codes enter the decoder; a level
