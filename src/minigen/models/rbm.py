@@ -212,16 +212,16 @@ class RBM(Estimator):
         benchmarks/bench_rbm.py times). p(h|v^0) is computed once (cd_gradient's gibbs computes
         it again), and the three steps are one GEMM over the batch and the chain's rows,
 
-            [P | s]^T [V | 1] = [[s_W, s_c], [s_b, .]],   V = [v^0; v^k],   P = [s p(h|v^0); -s' p(h|v^k)],
+            [P | s]^T [V | 1] = [[step_W, step_c], [step_b, .]]
+            with V = [v^0; v^k] and P = [s p(h|v^0); -s' p(h|v^k)],
 
-        with s = learning_rate / n and s' = learning_rate / m (the chain's m rows) in P's last
-        column: the top-left block is learning_rate grad_W^T, the last row the visible bias step
-        learning_rate (mean v^0 - mean v^k), the last column the hidden one (P's column sums): no
-        separate means. Batches,
-        probabilities and GEMM outputs land in the ``work`` arrays of ``_cd_work``; no per-batch
-        input checks (fit checked X); at momentum 0 the velocities are left alone (u would equal
-        the step). Equal to ``cd_update_reference`` up to rounding (the sums run in another
-        order)."""
+        s = learning_rate / n and s' = learning_rate / m (the chain's m rows) in P's last column:
+        the top-left block is learning_rate grad_W^T, the last row the visible bias step
+        learning_rate (mean v^0 - mean v^k), the last column the hidden one (P's column sums), so
+        no separate means. Batches, probabilities and GEMM outputs land in the ``work`` arrays of
+        ``_cd_work``; no per-batch input checks (fit checked X); at momentum 0 the velocities are
+        left alone (u would equal the step). Equal to ``cd_update_reference`` up to rounding (the
+        sums run in another order)."""
         xp = backend.get_array_module(X)
         n = len(rows)
         Wt, b, c = self.components_, self.intercept_visible_, self.intercept_hidden_
