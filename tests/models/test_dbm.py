@@ -12,7 +12,7 @@ import minigen
 from devices import to_host
 from minigen import backend
 from minigen.models import DBM
-from minigen.models.dbm import _all_states
+from minigen.models.dbm import _all_states, learning_rates
 from minigen.numerics import logsumexp
 
 XP = backend.array_module_for(backend.default_device())
@@ -107,6 +107,38 @@ def test_training_raises_the_exact_log_likelihood():
     assert min(gains) > 1.0, gains
 
 
+def test_linear_schedule_falls_from_the_learning_rate_towards_zero():
+    """alpha_t = lr (1 - t / T): starts at lr, falls by lr / T per update, never reaches 0 (the
+    last step is lr / T); 'constant' keeps lr. Sums: lr (T + 1) / 2 against lr T."""
+    for T in (1, 2, 7, 600):
+        linear, constant = learning_rates(0.3, T, "linear"), learning_rates(0.3, T, "constant")
+        assert len(linear) == len(constant) == T
+        np.testing.assert_allclose(linear, 0.3 - 0.3 * np.arange(T) / T, rtol=1e-12)
+        assert linear[-1] == pytest.approx(0.3 / T) and min(linear) > 0
+        assert sum(linear) == pytest.approx(0.3 * (T + 1) / 2) and constant == [0.3] * T
+
+
+def test_fit_follows_its_schedule():
+    """One update (one epoch of one batch) is taken at the full rate under either schedule, so
+    both fits agree exactly; over several updates the linear schedule takes smaller steps, and
+    the parameters move less from the same pretrained start."""
+    X = (np.random.default_rng(6).random((20, 6)) < 0.4).astype(float)
+    fit = lambda schedule, epochs: DBM((6, 4, 3), max_iter=epochs, batch_size=20, n_chains=10,  # noqa: E731
+                                       pretrain_epochs=2, learning_rate=0.1, random_state=0,
+                                       learning_rate_schedule=schedule).fit(X)
+    start = DBM((6, 4, 3), max_iter=1, batch_size=20, n_chains=10, pretrain_epochs=2,
+                learning_rate=1e-300, random_state=0).fit(X)  # the pretrained weights alone
+    one = [fit(schedule, 1) for schedule in ("linear", "constant")]
+    for a, b in zip(one[0].weights_ + one[0].biases_, one[1].weights_ + one[1].biases_):
+        np.testing.assert_array_equal(to_host(a), to_host(b))
+    moved = {}
+    for schedule in ("linear", "constant"):
+        model = fit(schedule, 20)
+        moved[schedule] = sum(float(np.abs(to_host(w) - to_host(w0)).sum())
+                              for w, w0 in zip(model.weights_, start.weights_))
+    assert 0 < moved["linear"] < moved["constant"], moved
+
+
 def test_estimator_contract_and_state_dict_round_trip():
     X = (np.random.default_rng(5).random((60, 6)) < 0.4).astype(float)
     model = DBM((6, 4, 3), max_iter=2, batch_size=20, n_chains=10, pretrain_epochs=2, n_gibbs=20,
@@ -132,6 +164,8 @@ BAD = [
     ("score without log Z", lambda: random_dbm((30, 25, 2)).score_samples(np.zeros((2, 30))), ValueError,
      "log_partition_ais"),
     ("max_iter 0", lambda: DBM((4, 3, 2), max_iter=0).fit(np.zeros((5, 4))), ValueError, "max_iter"),
+    ("unknown schedule", lambda: DBM((4, 3, 2), learning_rate_schedule="cosine").fit(np.zeros((5, 4))),
+     ValueError, "learning_rate_schedule.*linear.*constant"),
     ("n_temperatures 1", lambda: random_dbm().log_partition_ais(n_temperatures=1), ValueError, "n_temperatures"),
 ]
 
