@@ -1,8 +1,12 @@
 """Vocabulary, padded batches and TBPTT streams; the Shakespeare lines."""
+import os
+import tempfile
+
 import numpy as np
 import pytest
 from hypothesis import given, strategies as st
 
+import minigen
 from minigen.data import (Vocabulary, load_shakespeare, load_shakespeare_lines, pad_sequences,
                           padding_mask, sequence_batches, stream_batches)
 
@@ -37,6 +41,27 @@ def test_word_level_tokens_unknowns_and_decode():
     assert len(Vocabulary.build(corpus, level="word", min_count=2)) == 4 + 2  # Romeo, art
     assert len(Vocabulary.build(corpus, level="word", min_count=2, lowercase=True)) == 4 + 3  # + thou
     assert Vocabulary.build(corpus, level="word", max_size=1).symbols[4:] == ["Romeo"]
+
+
+@pytest.mark.parametrize("level, lowercase", [("char", False), ("word", True), ("word", False)])
+def test_vocabulary_saves_and_loads_with_the_same_ids(level, lowercase):
+    """save / load (and state_dict inside a checkpoint beside other entries) rebuild the same
+    symbols with the same ids, level and case folding: encode and decode agree, unknowns too."""
+    corpus = ["O Romeo, Romeo! wherefore art thou Romeo?", "Thou art o'er Romeo. ÆØÅ ß 世界 \x00"]
+    vocab = Vocabulary.build(corpus, level=level, lowercase=lowercase)
+    path = os.path.join(tempfile.mkdtemp(), "vocab.npz")
+    assert vocab.save(path) == path
+    loaded = Vocabulary.load(path)
+    both = os.path.join(os.path.dirname(path), "checkpoint.npz")
+    minigen.save({"epoch": 3, "vocabulary": vocab.state_dict()}, both)
+    nested = Vocabulary.from_state_dict(minigen.load(both)["vocabulary"])
+    for other in (loaded, nested):
+        assert (other.symbols, other.level, other.lowercase) == (vocab.symbols, level, lowercase)
+        for text in corpus + ["Romeo, where art THOU? zzz"]:
+            np.testing.assert_array_equal(other.encode(text), vocab.encode(text))
+            assert other.decode(other.encode(text)) == vocab.decode(vocab.encode(text))
+    empty = Vocabulary((), level=level)
+    assert Vocabulary.from_state_dict(empty.state_dict()).symbols == list(Vocabulary.SPECIALS)
 
 
 def test_pad_sequences_and_mask():
@@ -95,6 +120,13 @@ def test_shakespeare_lines():
     (lambda: Vocabulary("ab").decode([0, 9]), ValueError, r"\[0, 6\)"),
     (lambda: Vocabulary("ab").decode([[0]]), ValueError, "1-D"),
     (lambda: Vocabulary.build("ab", min_count=0), ValueError, "min_count must be >= 1"),
+    (lambda: Vocabulary.from_state_dict({"symbols": np.array(["a"])}), ValueError,
+     r"keys \['level', 'lowercase', 'symbols'\], got \['symbols'\]"),
+    (lambda: Vocabulary.from_state_dict({"symbols": np.array([[1]]), "level": "char", "lowercase": False}),
+     ValueError, "JSON list of strings"),
+    (lambda: Vocabulary.from_state_dict({"symbols": "{not json", "level": "char", "lowercase": False}),
+     ValueError, "JSON list of strings"),
+    (lambda: Vocabulary.from_state_dict([1]), ValueError, "got list"),
     (lambda: pad_sequences([[0.5]]), ValueError, "integer ids"),
     (lambda: pad_sequences([[1]], max_length=-1), ValueError, "max_length must be >= 0"),
     (lambda: list(sequence_batches([[1]], 0)), ValueError, "batch_size must be >= 1"),

@@ -13,10 +13,12 @@ Special symbols take the first four ids of every vocabulary, so models can defau
 themselves. ``decode`` stops at the first <eos> and drops <pad> and <bos>.
 """
 import collections
+import json
 import re
 
 import numpy as np
 
+from .. import serialization
 from ..backend import to_numpy
 from ..random import get_generator, permutation
 from ..validation import check_int, check_option
@@ -109,6 +111,43 @@ class Vocabulary:
             if i not in (self.PAD_ID, self.BOS_ID):
                 out.append(self.symbols[i])
         return ("" if self.level == "char" else " ").join(out)
+
+    # -- saving and loading
+    def state_dict(self):
+        """What rebuilds this vocabulary, as ``minigen.save`` stores it (no pickle): the symbols
+        after the specials in id order (as one JSON list: NumPy's string arrays would drop a
+        trailing NUL character), the level and the case folding. Save it beside a model's state
+        dict, e.g. ``minigen.save({"model": model.state_dict(), "vocabulary":
+        vocab.state_dict()}, path)``."""
+        return {"symbols": json.dumps(self.symbols[len(self.SPECIALS):]), "level": self.level,
+                "lowercase": self.lowercase}
+
+    @classmethod
+    def from_state_dict(cls, state):
+        """The vocabulary that ``state_dict`` described (the same symbols with the same ids)."""
+        if not isinstance(state, dict) or set(state) != {"symbols", "level", "lowercase"}:
+            found = sorted(state) if isinstance(state, dict) else type(state).__name__
+            raise ValueError(f"a Vocabulary state dict has the keys ['level', 'lowercase', "
+                             f"'symbols'], got {found}")
+        text = np.asarray(state["symbols"])[()] if np.ndim(state["symbols"]) == 0 else None
+        try:
+            symbols = json.loads(str(text)) if isinstance(text, str) else None
+        except json.JSONDecodeError:
+            symbols = None
+        if not isinstance(symbols, list):
+            raise ValueError(f"a Vocabulary state dict's 'symbols' must be a JSON list of strings "
+                             f"(as state_dict writes it), got {str(state['symbols'])[:60]!r}")
+        return cls(symbols, str(np.asarray(state["level"])[()]),
+                   bool(np.asarray(state["lowercase"])[()]))
+
+    def save(self, path):
+        """Write ``state_dict()`` to ``path`` with ``minigen.save`` (atomic, no pickle)."""
+        return serialization.save(self.state_dict(), path)
+
+    @classmethod
+    def load(cls, path):
+        """The vocabulary saved at ``path`` by ``save``."""
+        return cls.from_state_dict(serialization.load(path))
 
     def encode_batch(self, texts, max_length=None):
         """``texts`` as a padded batch: (tokens (N, T) int64, lengths (N,) int64); see
