@@ -190,8 +190,8 @@ def combine(runs):
         ours, theirs, bound = (statistics.median(t) if t else None for t in times)
         per_run = ", ".join(ratio(row[1], row[2] if row[2] is not None else row[3]) for row in same)
         extras = []
-        for i, (label, _, kind) in enumerate(same[0][5]):
-            measured = [row[5][i][1] for row in same if row[5][i][1] is not None]
+        for label, _, kind in same[0][5]:
+            measured = [t for row in same for name, t, _ in row[5] if name == label and t is not None]
             extras.append((label, statistics.median(measured) if measured else None, kind))
         medians = tuple(median_ratio([(row[1], row[k]) for row in same]) for k in (2, 3))
         combined.append((work, ours, theirs, bound, same[0][4], extras,
