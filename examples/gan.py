@@ -3,7 +3,7 @@ and on the digits; count the ring's modes the generator covers, and watch for mo
 
     python examples/gan.py                            # both tasks (a few minutes on 2 cores)
     python examples/gan.py --task ring --loss minimax # the saturating minimax loss instead
-    python examples/gan.py --task digits --steps 6000
+    python examples/gan.py --task digits --digit-steps 6000
     python examples/gan.py --task digits --dataset mnist --data-dir DIR
 
 Ring (Metz et al. 2017's benchmark): eight Gaussians of standard deviation 0.02 on a circle of
