@@ -126,6 +126,8 @@ def test_shakespeare_lines():
      ValueError, "JSON list of strings"),
     (lambda: Vocabulary.from_state_dict({"symbols": "{not json", "level": "char", "lowercase": False}),
      ValueError, "JSON list of strings"),
+    (lambda: Vocabulary.from_state_dict({"symbols": "[1]", "level": "char", "lowercase": False}),
+     ValueError, "JSON list of strings"),
     (lambda: Vocabulary.from_state_dict([1]), ValueError, "got list"),
     (lambda: pad_sequences([[0.5]]), ValueError, "integer ids"),
     (lambda: pad_sequences([[1]], max_length=-1), ValueError, "max_length must be >= 0"),

@@ -129,12 +129,12 @@ class Vocabulary:
             found = sorted(state) if isinstance(state, dict) else type(state).__name__
             raise ValueError(f"a Vocabulary state dict has the keys ['level', 'lowercase', "
                              f"'symbols'], got {found}")
-        text = np.asarray(state["symbols"])[()] if np.ndim(state["symbols"]) == 0 else None
+        text = state["symbols"]  # a str, or the 0-d string array that minigen.load gives back
         try:
-            symbols = json.loads(str(text)) if isinstance(text, str) else None
+            symbols = json.loads(str(np.asarray(text)[()])) if np.ndim(text) == 0 else None
         except json.JSONDecodeError:
             symbols = None
-        if not isinstance(symbols, list):
+        if not (isinstance(symbols, list) and all(isinstance(x, str) for x in symbols)):
             raise ValueError(f"a Vocabulary state dict's 'symbols' must be a JSON list of strings "
                              f"(as state_dict writes it), got {str(state['symbols'])[:60]!r}")
         return cls(symbols, str(np.asarray(state["level"])[()]),
